@@ -1,0 +1,1 @@
+//! Criterion benchmarks across the rtgt crates live in `benches/`.

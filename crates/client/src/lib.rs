@@ -1,0 +1,3 @@
+//! iSCSI initiator library: sessions, pipelined IO engine, workloads, verification.
+//!
+//! Work in progress: this crate is being built; see docs/architecture.md.

@@ -1,0 +1,3 @@
+//! The rtgt engine: per-core io_uring reactors, TCP transport, configuration.
+//!
+//! Work in progress: this crate is being built; see docs/architecture.md.

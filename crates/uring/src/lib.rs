@@ -1,0 +1,3 @@
+//! io_uring backing store for files and block devices.
+//!
+//! Work in progress: this crate is being built; see docs/architecture.md.
