@@ -1,0 +1,313 @@
+//! What both ends of an iSER connection share (RFC 7145 §5 connection
+//! setup, §8 buffer management): the queue pair and its completion queue,
+//! a ring of receive buffers (one iSER message each), a pool of send
+//! buffers, and work-request identifiers that say what completed.
+
+use std::sync::Arc;
+
+use rtgt_pdu::PduHeader;
+
+use crate::error::IserError;
+use crate::header::{ISER_PDU_HEADER_LEN, IserHeader};
+use crate::memory::RegisteredBuffer;
+use crate::message;
+use crate::verbs::{
+    Access, CompletionQueue, Endpoint, MAX_AHS, QpCaps, QueuePair, SendOp, SendWr, Sge, Verbs,
+    WorkCompletion,
+};
+
+/// Kinds of work requests, in the top byte of the identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WrKind {
+    Recv = 1,
+    Send = 2,
+    Write = 3,
+    Read = 4,
+    Bind = 5,
+    Invalidate = 6,
+}
+
+pub(crate) fn wr_id(kind: WrKind, index: u32, aux: u32) -> u64 {
+    ((kind as u64) << 56) | ((u64::from(aux) & 0x00ff_ffff) << 32) | u64::from(index)
+}
+
+pub(crate) fn wr_kind(id: u64) -> Option<WrKind> {
+    Some(match id >> 56 {
+        1 => WrKind::Recv,
+        2 => WrKind::Send,
+        3 => WrKind::Write,
+        4 => WrKind::Read,
+        5 => WrKind::Bind,
+        6 => WrKind::Invalidate,
+        _ => return None,
+    })
+}
+
+pub(crate) fn wr_index(id: u64) -> u32 {
+    id as u32
+}
+
+pub(crate) fn wr_aux(id: u64) -> u32 {
+    ((id >> 32) & 0x00ff_ffff) as u32
+}
+
+/// A received iSCSI PDU whose receive buffer the caller holds until
+/// `release` (or `take_pdu`) of the connection it came from.
+#[derive(Debug)]
+#[must_use = "release the receive buffer with release() or take_pdu()"]
+pub struct RecvPdu {
+    pub(crate) slot: u32,
+    /// The BHS.
+    pub header: PduHeader,
+    /// The iSER header (STags).
+    pub iser: IserHeader,
+    pub(crate) ahs: core::ops::Range<usize>,
+    pub(crate) data: core::ops::Range<usize>,
+    pub(crate) len: usize,
+    pub(crate) invalidated: Option<u32>,
+}
+
+impl RecvPdu {
+    /// The STag the peer invalidated with the Send that carried this PDU
+    /// (Send with Invalidate), if any.
+    pub fn invalidated_stag(&self) -> Option<u32> {
+        self.invalidated
+    }
+
+    /// Length of the data segment.
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Connection phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// RDMA-CM connection being set up.
+    Connecting,
+    /// iSCSI login (in iSER-assisted mode).
+    Login,
+    /// Full feature phase.
+    FullFeature,
+    /// Disconnected or failed.
+    Closed,
+}
+
+/// Buffer geometry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub rx_slots: u32,
+    pub rx_data: u32,
+    pub tx_slots: u32,
+    pub tx_data: u32,
+}
+
+impl Geometry {
+    pub fn rx_slot_size(&self) -> usize {
+        ISER_PDU_HEADER_LEN + MAX_AHS + self.rx_data as usize + 3
+    }
+    pub fn tx_slot_size(&self) -> usize {
+        ISER_PDU_HEADER_LEN + MAX_AHS + self.tx_data as usize
+    }
+}
+
+pub(crate) struct Core<V: Verbs> {
+    pub qp: V::Qp,
+    pub cq: V::Cq,
+    rx: RegisteredBuffer<V::Mr>,
+    rx_posted: Vec<bool>,
+    tx: RegisteredBuffer<V::Mr>,
+    tx_free: Vec<u32>,
+    pub geometry: Geometry,
+    pub phase: Phase,
+    pub failure: Option<IserError>,
+    pub pd: Arc<V::Pd>,
+}
+
+impl<V: Verbs> Core<V> {
+    pub fn new(
+        verbs: &V,
+        endpoint: Endpoint<V::Request>,
+        pd: Arc<V::Pd>,
+        geometry: Geometry,
+        extra_send_wr: u32,
+    ) -> Result<Self, IserError> {
+        let caps = QpCaps {
+            max_send_wr: geometry.tx_slots + extra_send_wr,
+            max_recv_wr: geometry.rx_slots,
+            max_sge: 4,
+            max_rd_atomic: 16,
+        };
+        let cq = verbs.create_cq(caps.max_send_wr + caps.max_recv_wr)?;
+        let qp = verbs.create_qp(endpoint, &pd, &cq, caps)?;
+        let rx = RegisteredBuffer::new(
+            &*pd,
+            geometry.rx_slot_size() * geometry.rx_slots as usize,
+            Access::LOCAL_WRITE,
+        )?;
+        let tx = RegisteredBuffer::new(
+            &*pd,
+            geometry.tx_slot_size() * geometry.tx_slots as usize,
+            Access::NONE,
+        )?;
+        Ok(Self {
+            qp,
+            cq,
+            rx,
+            rx_posted: vec![false; geometry.rx_slots as usize],
+            tx,
+            tx_free: (0..geometry.tx_slots).rev().collect(),
+            geometry,
+            phase: Phase::Connecting,
+            failure: None,
+            pd,
+        })
+    }
+
+    /// Posts receive slot `slot`.
+    pub fn post_rx(&mut self, slot: u32) -> Result<(), IserError> {
+        let size = self.geometry.rx_slot_size();
+        let sge = self
+            .rx
+            .sge(slot as usize * size, size)
+            .ok_or(IserError::Config("receive slot out of range"))?;
+        if let Some(p) = self.rx_posted.get_mut(slot as usize) {
+            if *p {
+                return Ok(());
+            }
+            *p = true;
+        }
+        self.qp.post_recv(wr_id(WrKind::Recv, slot, 0), &[sge])?;
+        Ok(())
+    }
+
+    /// Posts the receive slots `range`.
+    pub fn post_rx_range(&mut self, slots: core::ops::Range<u32>) -> Result<(), IserError> {
+        for s in slots {
+            self.post_rx(s)?;
+        }
+        Ok(())
+    }
+
+    /// Marks a slot's receive as completed.
+    pub fn rx_completed(&mut self, slot: u32) {
+        if let Some(p) = self.rx_posted.get_mut(slot as usize) {
+            *p = false;
+        }
+    }
+
+    /// The first `len` bytes of a completed (not posted) receive slot.
+    pub fn rx_bytes(&self, slot: u32, len: usize) -> &[u8] {
+        let size = self.geometry.rx_slot_size();
+        if self.rx_posted.get(slot as usize).copied().unwrap_or(true) || len > size {
+            return &[];
+        }
+        // SAFETY: the slot's receive has completed and it is not posted again
+        // until it is released (checked above), so no work request writes it;
+        // the receive region grants no remote access (LOCAL_WRITE only).
+        unsafe { self.rx.bytes(slot as usize * size, len) }.unwrap_or(&[])
+    }
+
+    /// Sends one control-type PDU (or, with `header` `None`, the raw iSER
+    /// message in `data`): headers and `data` are copied into a send buffer;
+    /// `extra` (registered memory of the caller) follows them.
+    // Each part of the message is passed separately so nothing is assembled
+    // twice; bundling them in a struct would only move the list elsewhere.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
+        &mut self,
+        iser: &IserHeader,
+        header: Option<&PduHeader>,
+        ahs: &[u8],
+        data: &[u8],
+        extra: &[Sge],
+        op: SendOp,
+        aux: u32,
+    ) -> Result<u32, IserError> {
+        if ahs.len() > MAX_AHS || data.len() > self.geometry.tx_data as usize {
+            return Err(IserError::SegmentTooLong {
+                len: data.len(),
+                limit: self.geometry.tx_data,
+            });
+        }
+        let slot = self.tx_free.pop().ok_or(IserError::NoSendResources)?;
+        let size = self.geometry.tx_slot_size();
+        let extra_len: usize = extra.iter().map(|s| s.len as usize).sum();
+        // SAFETY: the slot is free: its previous Send completed (slots return
+        // to the free list only on completion) and none is posted on it; the
+        // send region grants no remote access.
+        let Some(buf) = (unsafe { self.tx.bytes_mut(slot as usize * size, size) }) else {
+            self.tx_free.push(slot);
+            return Err(IserError::Config("send slot out of range"));
+        };
+        let used = match header {
+            Some(h) => {
+                let Some(n) = message::write_headers(buf, iser, h, ahs, data.len() + extra_len)
+                else {
+                    self.tx_free.push(slot);
+                    return Err(IserError::SegmentTooLong {
+                        len: data.len() + extra_len,
+                        limit: self.geometry.tx_data,
+                    });
+                };
+                n
+            }
+            None => 0,
+        };
+        let end = used + data.len();
+        if let Some(dst) = buf.get_mut(used..end) {
+            dst.copy_from_slice(data);
+        }
+        let mut sges = [Sge::default(); 4];
+        let Some(first) = self.tx.sge(slot as usize * size, end) else {
+            self.tx_free.push(slot);
+            return Err(IserError::Config("send slot out of range"));
+        };
+        sges[0] = first;
+        let n = 1 + extra.len().min(3);
+        sges[1..n].copy_from_slice(&extra[..n - 1]);
+        let r = self.qp.post_send(&SendWr {
+            wr_id: wr_id(WrKind::Send, slot, aux),
+            op,
+            sges: &sges[..n],
+            signaled: true,
+        });
+        if let Err(e) = r {
+            self.tx_free.push(slot);
+            return Err(e.into());
+        }
+        Ok(slot)
+    }
+
+    /// Returns a send slot after its completion.
+    pub fn tx_completed(&mut self, slot: u32) {
+        if slot < self.geometry.tx_slots && !self.tx_free.contains(&slot) {
+            self.tx_free.push(slot);
+        }
+    }
+
+    /// Polls completions into `out`.
+    pub fn poll(&mut self, out: &mut [WorkCompletion]) -> Result<usize, IserError> {
+        Ok(self.cq.poll(out)?)
+    }
+
+    /// Records a fatal error, disconnects, and returns the error.
+    pub fn fail(&mut self, e: IserError) -> IserError {
+        if self.failure.is_none() {
+            tracing::warn!(error = %e, "iSER connection failed");
+            self.failure = Some(e.clone());
+        }
+        self.phase = Phase::Closed;
+        let _ = self.qp.disconnect();
+        e
+    }
+
+    /// Refuses operations on a closed connection.
+    pub fn check_open(&self) -> Result<(), IserError> {
+        match (&self.failure, self.phase) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Phase::Closed) => Err(IserError::Closed),
+            _ => Ok(()),
+        }
+    }
+}
