@@ -134,3 +134,29 @@ pub trait BlockBackend: Send + Sync {
     /// Provisioning status of the extent starting at `offset`, at most `len` bytes long.
     fn allocation(&self, offset: u64, len: u64) -> Result<AllocationExtent, BackendError>;
 }
+
+impl BackendError {
+    /// The sense data reporting this failure (SBC-4 §4.18, SPC-5 §4.4.9). `write` selects
+    /// WRITE ERROR rather than UNRECOVERED READ ERROR for medium errors.
+    pub fn sense(&self, write: bool) -> crate::SenseError {
+        use crate::sense::{AdditionalSense, SenseError, SenseKey};
+        match self {
+            Self::Medium(_) if write => {
+                SenseError::new(SenseKey::MEDIUM_ERROR, AdditionalSense::WRITE_ERROR)
+            }
+            Self::Medium(_) => SenseError::new(
+                SenseKey::MEDIUM_ERROR,
+                AdditionalSense::UNRECOVERED_READ_ERROR,
+            ),
+            Self::NoSpace => {
+                SenseError::write_protected(AdditionalSense::SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+            }
+            Self::WriteProtected => SenseError::write_protected(AdditionalSense::WRITE_PROTECTED),
+            Self::Unsupported => SenseError::new(
+                SenseKey::ILLEGAL_REQUEST,
+                AdditionalSense::INVALID_FIELD_IN_CDB,
+            ),
+            Self::Other(_) => SenseError::internal_failure(),
+        }
+    }
+}
