@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`verbs`] | the verbs-level trait iSER needs (RFC 7145 §4, RDMA-CM) |
 //! | [`soft`] | the soft fabric: RC semantics, STag checks, faults |
-//! | `rdma` (feature `rdma`) | libibverbs + librdmacm backend |
+//! | `rdma` (feature `rdma`) | the verbs over real devices: libibverbs + librdmacm (RFC 7145 §4, §9.1) |
 //! | [`header`] | iSER header, Hello/HelloReply (§9), CM private data |
 //! | [`message`] | iSER messages carrying iSCSI control-type PDUs (§9) |
 //! | [`login`] | iSER login keys and the entry into iSER full feature phase (§5.1, §6) |

@@ -3,10 +3,14 @@
 //! data, many commands outstanding, ABORT TASK during an RDMA Read, STag
 //! misuse by a hostile initiator, STag invalidation after every task and at
 //! teardown.
+//!
+//! The scenarios in `common::scenarios` are shared with the hardware suite
+//! (`iser_rdma.rs`); the rest need the soft fabric's fault injection or raw
+//! access to its queue pairs.
 
 mod common;
 
-use common::{BLOCK, Pair, Setup, good, pattern};
+use common::{BLOCK, Pair, Setup, good, pattern, scenarios};
 use rtgt_iser::header::{CmPrivateData, IserHeader, Stag};
 use rtgt_iser::memory::RegisteredBuffer;
 use rtgt_iser::message;
@@ -25,267 +29,37 @@ use rtgt_pdu::{
 
 #[test]
 fn login_with_rdma_extensions_enters_iser_full_feature_phase() {
-    let mut pair = Pair::new(&Setup::default());
-    let p = pair.login().unwrap();
-    assert!(p.rdma_extensions);
-    assert_eq!(p.target_recv_data_segment_length, 8192);
-    assert_eq!(p.max_outstanding_unexpected_pdus, 4);
-    assert_eq!(pair.tgt.params.as_ref().unwrap(), &p);
-    assert_eq!(pair.tgt.conn.phase(), Phase::FullFeature);
-    assert!(pair.ini.conn.remote_invalidation());
-    // A command after login works.
-    let r = pair.read(0, 0, BLOCK);
-    assert!(good(&r));
+    scenarios::login_with_rdma_extensions(Pair::new);
 }
 
 #[test]
 fn login_without_rdma_extensions_fails_the_connection() {
-    let setup = Setup {
-        initiator_rdma: false,
-        ..Setup::default()
-    };
-    let mut pair = Pair::new(&setup);
-    let err = pair.login().unwrap_err();
-    assert_eq!(
-        err,
-        IserError::Protocol(ProtocolError::RdmaExtensionsNotNegotiated)
-    );
-    assert_eq!(pair.tgt.conn.phase(), Phase::Closed);
-    pair.settle();
-    assert!(pair.ini.disconnected || pair.ini.failed.is_some());
+    scenarios::login_without_rdma_extensions(Pair::new);
 }
 
 #[test]
 fn reads_and_writes_from_512_bytes_to_1_mib_are_verified() {
-    let mut pair = Pair::new(&Setup::default());
-    pair.login().unwrap();
-    let mut lba = 0u32;
-    for (i, len) in [512usize, 4096, 8192, 65536, 262_144 + 512, 1 << 20]
-        .into_iter()
-        .enumerate()
-    {
-        let data = pattern(i as u8 + 1, len);
-        pair.ini
-            .conn
-            .data_mut(0..len)
-            .unwrap()
-            .copy_from_slice(&data);
-        let imm = len.min(8192);
-        let w = pair.write(lba, 0, len, imm);
-        assert!(good(&w), "write of {len}");
-        assert_eq!(
-            pair.disk_bytes(lba as usize * BLOCK, len),
-            data,
-            "disk after write of {len}"
-        );
-        let at = 2 << 20;
-        pair.ini.conn.data_mut(at..at + len).unwrap().fill(0xee);
-        let r = pair.read(lba, at, len);
-        assert!(good(&r), "read of {len}");
-        assert_eq!(
-            pair.ini.conn.data(at..at + len).unwrap(),
-            &data[..],
-            "read back {len}"
-        );
-        lba += (len / BLOCK) as u32;
-    }
-    assert_eq!(pair.ini.conn.active_tasks(), 0);
-    assert_eq!(pair.tgt.conn.active_tasks(), 0);
+    scenarios::reads_and_writes_512_bytes_to_1_mib(Pair::new);
 }
 
 #[test]
 fn immediate_data_needs_no_rdma_read() {
-    let mut pair = Pair::new(&Setup::default());
-    pair.login().unwrap();
-    let data = pattern(9, 8192);
-    pair.ini
-        .conn
-        .data_mut(0..8192)
-        .unwrap()
-        .copy_from_slice(&data);
-    let reads_before = pair.fabric.executed(OpKind::RdmaRead);
-    let w = pair.write(100, 0, 8192, 8192);
-    assert!(good(&w));
-    assert_eq!(pair.fabric.executed(OpKind::RdmaRead), reads_before);
-    assert_eq!(pair.disk_bytes(100 * BLOCK, 8192), data);
-    // Partly immediate: the rest comes by one RDMA Read from the Write STag.
-    let data = pattern(10, 3 * 8192);
-    pair.ini
-        .conn
-        .data_mut(0..data.len())
-        .unwrap()
-        .copy_from_slice(&data);
-    let w = pair.write(200, 0, data.len(), 4096);
-    assert!(good(&w));
-    assert_eq!(pair.fabric.executed(OpKind::RdmaRead), reads_before + 1);
-    assert_eq!(pair.disk_bytes(200 * BLOCK, data.len()), data);
+    scenarios::immediate_data(Pair::new);
 }
 
 #[test]
 fn immediate_data_above_the_negotiated_limit_is_refused_locally() {
-    let mut pair = Pair::new(&Setup::default());
-    pair.login().unwrap();
-    let cmd = pair.ini.command(0x2a, 0, 16384);
-    let err = pair
-        .ini
-        .conn
-        .send_command(
-            &cmd,
-            &[],
-            &CommandIo {
-                read: None,
-                write: Some(0..16384),
-                immediate: 16384,
-            },
-        )
-        .unwrap_err();
-    assert!(matches!(err, IserError::SegmentTooLong { len: 16384, .. }));
+    scenarios::immediate_data_above_the_limit(Pair::new);
 }
 
 #[test]
 fn many_commands_outstanding_complete_with_their_own_data() {
-    let mut pair = Pair::new(&Setup::default());
-    pair.login().unwrap();
-    let n = 16usize;
-    let len = 16 * 1024;
-    // Writes first, all in flight together.
-    let mut itts = Vec::new();
-    for i in 0..n {
-        let data = pattern(i as u8, len);
-        pair.ini
-            .conn
-            .data_mut(i * len..(i + 1) * len)
-            .unwrap()
-            .copy_from_slice(&data);
-        let cmd = pair.ini.command(0x2a, (i * len / BLOCK) as u32, len);
-        itts.push(cmd.itt);
-        pair.ini
-            .conn
-            .send_command(
-                &cmd,
-                &[],
-                &CommandIo {
-                    read: None,
-                    write: Some(i * len..(i + 1) * len),
-                    immediate: 0,
-                },
-            )
-            .unwrap();
-    }
-    assert_eq!(pair.ini.conn.active_tasks(), n);
-    // In-flight buffers cannot be touched.
-    assert_eq!(
-        pair.ini.conn.data(0..16).unwrap_err(),
-        IserError::BufferInFlight
-    );
-    pair.settle();
-    assert_eq!(pair.ini.inbox.len(), n);
-    assert!(pair.ini.inbox.iter().all(good));
-    pair.ini.inbox.clear();
-    // Then reads of the same blocks into other buffers, all in flight together.
-    let base = 2 << 20;
-    for i in 0..n {
-        let cmd = pair.ini.command(0x28, (i * len / BLOCK) as u32, len);
-        let at = base + (n - 1 - i) * len;
-        pair.ini
-            .conn
-            .send_command(
-                &cmd,
-                &[],
-                &CommandIo {
-                    read: Some(at..at + len),
-                    write: None,
-                    immediate: 0,
-                },
-            )
-            .unwrap();
-    }
-    pair.settle();
-    assert_eq!(pair.ini.inbox.len(), n);
-    for i in 0..n {
-        let at = base + (n - 1 - i) * len;
-        assert_eq!(
-            pair.ini.conn.data(at..at + len).unwrap(),
-            &pattern(i as u8, len)[..]
-        );
-    }
+    scenarios::many_commands_outstanding(Pair::new);
 }
 
 #[test]
 fn every_task_ends_with_its_stags_invalid() {
-    for sie in [true, false] {
-        let setup = Setup {
-            initiator: rtgt_iser::InitiatorConfig {
-                send_with_invalidate: sie,
-                ..Setup::default().initiator
-            },
-            ..Setup::default()
-        };
-        let mut pair = Pair::new(&setup);
-        pair.login().unwrap();
-        assert_eq!(pair.ini.conn.remote_invalidation(), sie);
-        let cmd = pair.ini.command(0x28, 0, 4096);
-        let itt = cmd.itt;
-        pair.ini
-            .conn
-            .send_command(
-                &cmd,
-                &[],
-                &CommandIo {
-                    read: Some(0..4096),
-                    write: None,
-                    immediate: 0,
-                },
-            )
-            .unwrap();
-        let (read_stag, write_stag) = pair.ini.conn.task_stags(itt);
-        let read_stag = read_stag.expect("a read STag");
-        assert_eq!(write_stag, None);
-        pair.fabric.progress();
-        assert!(pair.fabric.stag_is_valid(read_stag));
-        let local_before = pair.fabric.executed(OpKind::LocalInvalidate);
-        pair.settle();
-        assert!(good(&pair.ini.inbox.pop_front().unwrap()));
-        assert!(!pair.fabric.stag_is_valid(read_stag), "sie={sie}");
-        let remote = pair
-            .ini
-            .invalidated
-            .iter()
-            .find(|(i, _)| *i == itt)
-            .unwrap()
-            .1;
-        if sie {
-            assert_eq!(remote, Some(read_stag));
-            assert_eq!(pair.fabric.executed(OpKind::LocalInvalidate), local_before);
-        } else {
-            assert_eq!(remote, None);
-            assert_eq!(
-                pair.fabric.executed(OpKind::LocalInvalidate),
-                local_before + 1
-            );
-        }
-        // A bidirectional-style command with both STags (a write with solicited data
-        // and a read buffer is not a SCSI op here, so check a write): its Write STag
-        // also ends invalid.
-        let w = pair.ini.command(0x2a, 8, 8192);
-        let witt = w.itt;
-        pair.ini
-            .conn
-            .send_command(
-                &w,
-                &[],
-                &CommandIo {
-                    read: None,
-                    write: Some(0..8192),
-                    immediate: 512,
-                },
-            )
-            .unwrap();
-        let ws = pair.ini.conn.task_stags(witt).1.expect("a write STag");
-        pair.settle();
-        assert!(good(&pair.ini.inbox.pop_front().unwrap()));
-        assert!(!pair.fabric.stag_is_valid(ws));
-    }
+    scenarios::stags_end_invalid_after_every_task(Pair::new);
 }
 
 #[test]
@@ -416,58 +190,12 @@ fn abort_task_during_an_rdma_read() {
 
 #[test]
 fn hello_exchange_after_login() {
-    let setup = Setup {
-        initiator: rtgt_iser::InitiatorConfig {
-            hello: true,
-            ird: 4,
-            ..Setup::default().initiator
-        },
-        ..Setup::default()
-    };
-    let mut pair = Pair::new(&setup);
-    pair.login().unwrap();
-    let reply = pair.ini.hello.expect("HelloReply");
-    assert!(!reply.reject);
-    assert_eq!(reply.current_version, 10);
-    assert_eq!(reply.ord, 4);
-    assert!(good(&pair.read(0, 0, 512)));
+    scenarios::hello_exchange(Pair::new);
 }
 
 #[test]
 fn unexpected_pdu_credit_is_enforced_by_the_initiator() {
-    let mut pair = Pair::new(&Setup::default());
-    pair.login().unwrap();
-    for i in 0..4u32 {
-        let nop = NopOut {
-            immediate: true,
-            itt: Itt(1000 + i),
-            ttt: Ttt::RESERVED,
-            cmd_sn: pair.ini.cmd_sn,
-            ..Default::default()
-        };
-        pair.ini
-            .conn
-            .send_pdu(&PduHeader::NopOut(nop), b"ping")
-            .unwrap();
-    }
-    let fifth = NopOut {
-        immediate: true,
-        itt: Itt(1004),
-        ttt: Ttt::RESERVED,
-        cmd_sn: pair.ini.cmd_sn,
-        ..Default::default()
-    };
-    assert_eq!(
-        pair.ini.conn.send_pdu(&PduHeader::NopOut(fifth), &[]),
-        Err(IserError::UnexpectedCredit(4))
-    );
-    pair.settle();
-    assert_eq!(pair.ini.inbox.len(), 4);
-    assert_eq!(pair.ini.inbox[0].data, b"ping");
-    pair.ini
-        .conn
-        .send_pdu(&PduHeader::NopOut(fifth), &[])
-        .unwrap();
+    scenarios::unexpected_pdu_credit(Pair::new);
 }
 
 // ----- a hostile initiator, built from raw verbs and iSER messages -----
@@ -816,4 +544,10 @@ fn a_peer_exceeding_max_outstanding_unexpected_pdus_is_disconnected() {
             .iter()
             .all(|w| w.status != WcStatus::SUCCESS || w.wr_id == 99)
     );
+}
+
+#[test]
+fn verbs_round_trip_send_window_write_read_and_a_revoked_stag() {
+    let fabric = rtgt_iser::soft::SoftFabric::new();
+    scenarios::verbs_round_trip(&fabric, common::addr(7));
 }

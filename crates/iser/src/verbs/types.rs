@@ -354,6 +354,19 @@ pub enum VerbsError {
     /// Timed out waiting for a connection-manager event.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// The device lacks a capability the operation needs (e.g. type 2
+    /// memory windows, which an iSER initiator uses for its STags).
+    #[error("the RDMA device does not support {0}")]
+    Unsupported(&'static str),
+    /// The address is served by another RDMA device than the one the
+    /// objects were created on.
+    #[error("address {addr} is on RDMA device {device}, not on this one")]
+    OtherDevice {
+        /// The address.
+        addr: String,
+        /// The device that serves it.
+        device: String,
+    },
 }
 
 /// Largest AHS area a message may carry (RFC 7143 §11.2.1: 255 words).

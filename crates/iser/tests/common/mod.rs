@@ -1,14 +1,19 @@
 //! A scripted iSCSI target and initiator built from rtgt-pdu types, driving
-//! the iSER transport over the soft fabric in one thread.
+//! the iSER transport in one thread: over the soft fabric in every test
+//! run, and over real RDMA hardware (the `rdma` feature's backend) in the
+//! ignored hardware test. The scenarios both run are in [`scenarios`].
 
 #![allow(dead_code, clippy::missing_panics_doc)]
+
+pub mod scenarios;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rtgt_iser::memory::RegisteredBuffer;
-use rtgt_iser::soft::{SoftFabric, SoftListener, SoftMr};
+use rtgt_iser::soft::{OpKind, SoftFabric};
 use rtgt_iser::verbs::{Access, Listener, MemoryRegion, Verbs};
 use rtgt_iser::{
     CommandIo, InitiatorConfig, InitiatorEvent, IserError, IserInitiator, IserLimits, IserTarget,
@@ -30,10 +35,52 @@ pub fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([192, 0, 2, n], 3260))
 }
 
+/// What a test may ask of the fabric beyond the verbs (the soft fabric
+/// answers; real hardware cannot say).
+pub trait Probe {
+    /// Whether a round in which nothing moved means nothing more will (an
+    /// in-process fabric), or completions may still be on their way (hardware).
+    const SYNCHRONOUS: bool;
+    /// Operations of `kind` executed so far, if the fabric can count them.
+    fn executed(&self, kind: OpKind) -> Option<u64>;
+    /// Whether `rkey` grants remote access now, if the fabric can tell.
+    fn stag_is_valid(&self, rkey: u32) -> Option<bool>;
+    /// Runs what can run (the soft fabric executes work requests when polled).
+    fn progress(&self) {}
+}
+
+impl Probe for SoftFabric {
+    const SYNCHRONOUS: bool = true;
+    fn executed(&self, kind: OpKind) -> Option<u64> {
+        Some(SoftFabric::executed(self, kind))
+    }
+    fn stag_is_valid(&self, rkey: u32) -> Option<bool> {
+        Some(SoftFabric::stag_is_valid(self, rkey))
+    }
+    fn progress(&self) {
+        SoftFabric::progress(self);
+    }
+}
+
+#[cfg(feature = "rdma")]
+impl Probe for rtgt_iser::rdma::RdmaDevice {
+    const SYNCHRONOUS: bool = false;
+    fn executed(&self, _: OpKind) -> Option<u64> {
+        None
+    }
+    fn stag_is_valid(&self, _: u32) -> Option<bool> {
+        None
+    }
+}
+
+/// How long an asynchronous fabric may take to produce what a test waits
+/// for before the test gives up (a hang guard, not a performance bound).
+pub const HANG_GUARD: Duration = Duration::from_secs(30);
+
 /// The scripted target: one connection, a RAM disk in registered memory.
-pub struct Tgt {
-    pub conn: IserTarget<SoftFabric>,
-    pub disk: Arc<std::sync::Mutex<RegisteredBuffer<SoftMr>>>,
+pub struct Tgt<V: Verbs = SoftFabric> {
+    pub conn: IserTarget<V>,
+    pub disk: Disk<V::Mr>,
     nego: Negotiator,
     pub params: Option<NegotiatedParams>,
     stat_sn: Sn,
@@ -68,12 +115,8 @@ pub fn initiator_local(limits: &IserLimits, rdma: bool) -> LocalConfig {
     cfg
 }
 
-impl Tgt {
-    pub fn new(
-        conn: IserTarget<SoftFabric>,
-        disk: Arc<std::sync::Mutex<RegisteredBuffer<SoftMr>>>,
-        limits: &IserLimits,
-    ) -> Self {
+impl<V: Verbs> Tgt<V> {
+    pub fn new(conn: IserTarget<V>, disk: Disk<V::Mr>, limits: &IserLimits) -> Self {
         Self {
             conn,
             disk,
@@ -308,8 +351,8 @@ impl Tgt {
 }
 
 /// The scripted initiator.
-pub struct Ini {
-    pub conn: IserInitiator<SoftFabric>,
+pub struct Ini<V: Verbs = SoftFabric> {
+    pub conn: IserInitiator<V>,
     pub nego: Negotiator,
     pub inbox: VecDeque<Pdu>,
     pub failed: Option<IserError>,
@@ -321,7 +364,7 @@ pub struct Ini {
     pub invalidated: Vec<(Itt, Option<u32>)>,
 }
 
-impl Ini {
+impl<V: Verbs> Ini<V> {
     pub fn pump(&mut self) -> bool {
         let mut any = false;
         loop {
@@ -379,11 +422,11 @@ impl Ini {
 }
 
 /// A target, its listener, an initiator: one connection over one fabric.
-pub struct Pair {
-    pub fabric: SoftFabric,
-    pub listener: SoftListener,
-    pub tgt: Tgt,
-    pub ini: Ini,
+pub struct Pair<V: Verbs = SoftFabric> {
+    pub fabric: V,
+    pub listener: V::Listener,
+    pub tgt: Tgt<V>,
+    pub ini: Ini<V>,
 }
 
 pub struct Setup {
@@ -414,12 +457,10 @@ impl Default for Setup {
     }
 }
 
-pub fn new_disk(
-    fabric: &SoftFabric,
-) -> (
-    Arc<rtgt_iser::soft::SoftPd>,
-    Arc<std::sync::Mutex<RegisteredBuffer<SoftMr>>>,
-) {
+/// The scripted target's RAM disk: registered memory shared with the test.
+pub type Disk<M> = Arc<std::sync::Mutex<RegisteredBuffer<M>>>;
+
+pub fn new_disk<V: Verbs>(fabric: &V) -> (Arc<V::Pd>, Disk<V::Mr>) {
     let pd = Arc::new(fabric.alloc_pd().unwrap());
     let mut disk = RegisteredBuffer::new(&*pd, DISK, Access::LOCAL_WRITE).unwrap();
     // SAFETY: freshly registered, local-only, no work request posted yet.
@@ -430,14 +471,14 @@ pub fn new_disk(
     (pd, Arc::new(std::sync::Mutex::new(disk)))
 }
 
-pub fn connect(
-    fabric: &SoftFabric,
-    listener: &mut SoftListener,
+pub fn connect<V: Verbs>(
+    fabric: &V,
+    listener: &mut V::Listener,
     at: SocketAddr,
-    target_pd: Arc<rtgt_iser::soft::SoftPd>,
-    disk: Arc<std::sync::Mutex<RegisteredBuffer<SoftMr>>>,
+    target_pd: Arc<V::Pd>,
+    disk: Disk<V::Mr>,
     setup: &Setup,
-) -> (Tgt, Ini) {
+) -> (Tgt<V>, Ini<V>) {
     let ini = IserInitiator::connect(
         fabric,
         at,
@@ -445,7 +486,15 @@ pub fn connect(
         setup.initiator,
     )
     .unwrap();
-    let req = listener.poll_request().unwrap().expect("request");
+    // The request is there at once on the soft fabric, a moment later on hardware.
+    let deadline = Instant::now() + HANG_GUARD;
+    let req = loop {
+        if let Some(req) = listener.poll_request().unwrap() {
+            break req;
+        }
+        assert!(Instant::now() < deadline, "no connection request at {at}");
+        std::thread::sleep(Duration::from_millis(1));
+    };
     let tconn = IserTarget::accept(fabric, req, target_pd, setup.target).unwrap();
     let tgt = Tgt::new(tconn, disk, &setup.target.limits);
     let ini = Ini {
@@ -466,20 +515,30 @@ pub fn connect(
     (tgt, ini)
 }
 
-impl Pair {
+impl Pair<SoftFabric> {
+    /// A connected pair on a new soft fabric.
     pub fn new(setup: &Setup) -> Self {
-        let fabric = SoftFabric::new();
-        let mut listener = fabric.listen(addr(1)).unwrap();
+        Self::on(SoftFabric::new(), addr(1), setup)
+    }
+}
+
+impl<V: Verbs + Probe> Pair<V> {
+    /// A target listening at `at` on `fabric` and an initiator connected to
+    /// it, both with their RDMA-CM connection established.
+    pub fn on(fabric: V, at: SocketAddr, setup: &Setup) -> Self {
+        let mut listener = fabric.listen(at).unwrap();
         let (pd, disk) = new_disk(&fabric);
-        let (tgt, ini) = connect(&fabric, &mut listener, addr(1), pd, disk, setup);
+        let (tgt, ini) = connect(&fabric, &mut listener, at, pd, disk, setup);
         let mut pair = Self {
             fabric,
             listener,
             tgt,
             ini,
         };
+        pair.settle_until("the connection to be established", |p| {
+            p.ini.established && p.tgt.log.iter().any(|l| l == "established")
+        });
         pair.settle();
-        assert!(pair.ini.established);
         pair
     }
 
@@ -493,6 +552,25 @@ impl Pair {
             }
         }
         panic!("no quiescence");
+    }
+
+    /// Pumps both sides until `done` holds. On an in-process fabric a round
+    /// in which nothing moves means it never will; on hardware the pumping
+    /// goes on until [`HANG_GUARD`] has passed.
+    pub fn settle_until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            if done(self) {
+                return;
+            }
+            let a = self.tgt.pump();
+            let b = self.ini.pump();
+            if !a && !b && !done(self) {
+                assert!(!V::SYNCHRONOUS, "nothing moves while waiting for {what}");
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Runs the two-stage login; returns the initiator's parameters.
@@ -522,6 +600,9 @@ impl Pair {
             self.ini
                 .conn
                 .send_pdu(&PduHeader::LoginRequest(req), &keys)?;
+            self.settle_until("a login response or a failure", |p| {
+                !p.ini.inbox.is_empty() || p.tgt.failed.is_some() || p.ini.failed.is_some()
+            });
             self.settle();
             if let Some(e) = self.tgt.failed.clone().or(self.ini.failed.clone()) {
                 return Err(e);
@@ -556,6 +637,7 @@ impl Pair {
                 },
             )
             .expect("send write");
+        self.settle_until("the write response", |p| !p.ini.inbox.is_empty());
         self.settle();
         self.ini.inbox.pop_front().expect("write response")
     }
@@ -575,6 +657,7 @@ impl Pair {
                 },
             )
             .expect("send read");
+        self.settle_until("the read response", |p| !p.ini.inbox.is_empty());
         self.settle();
         self.ini.inbox.pop_front().expect("read response")
     }
@@ -596,6 +679,6 @@ pub fn good(p: &Pdu) -> bool {
     matches!(&p.header, PduHeader::ScsiResponse(r) if r.status == ScsiStatus::GOOD && r.response == ResponseCode::COMMAND_COMPLETED)
 }
 
-pub fn region_key(mr: &SoftMr) -> u32 {
+pub fn region_key<M: MemoryRegion>(mr: &M) -> u32 {
     mr.rkey()
 }
