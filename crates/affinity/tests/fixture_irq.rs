@@ -94,6 +94,40 @@ fn skewed_nic_vectors_spread_over_its_node() {
     assert_eq!(p.warnings, [IRQBALANCE_WARNING]);
 }
 
+/// Regression: counters near `u64::MAX` in a corrupt /proc/interrupts overflowed the sums
+/// (a panic in debug builds) instead of saturating.
+#[test]
+fn huge_interrupt_counts_saturate_instead_of_overflowing() {
+    let (dir, root) = fixture_copy();
+    let path = dir.path().join("proc/interrupts");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let max = u64::MAX.to_string();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            let label = l.split(':').next().unwrap_or("").trim();
+            if label == "101" || label == "102" {
+                l.replacen("1000000 ", &format!("{max} "), 1)
+                    .replacen("1001000 ", &format!("{max} "), 1)
+                    .replacen("         0 ", &format!(" {max} "), 1)
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let p = plan_on(&root, &IrqTarget::Nic("ens1f0".into()), Some("9")).unwrap();
+    let a = p.assignments.iter().find(|a| a.irq == 101).unwrap();
+    assert_eq!(a.interrupts, u64::MAX);
+    let cpu0 = p.per_cpu.iter().find(|r| r.cpu == 0).unwrap();
+    assert_eq!(cpu0.current_interrupts, u64::MAX);
+    // Every vector lands on CPU 9: the planned sum saturates too.
+    let cpu9 = p.per_cpu.iter().find(|r| r.cpu == 9).unwrap();
+    assert_eq!(cpu9.planned_vectors, 9);
+    assert_eq!(cpu9.planned_interrupts, u64::MAX);
+}
+
 #[test]
 fn raid_vectors_over_a_short_list_double_up() {
     let p = plan(&IrqTarget::Device("sda".into()), Some("0-3")).unwrap();

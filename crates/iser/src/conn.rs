@@ -102,7 +102,30 @@ pub(crate) struct Geometry {
     pub tx_data: u32,
 }
 
+/// Scatter/gather entries per work request of an iSER queue pair.
+const MAX_SGE: usize = 4;
+
+/// Most receive (and send) buffers, and RDMA operations in flight, one
+/// connection may have; far above what a queue pair of real hardware takes
+/// (`max_qp_wr` is in the tens of thousands), low enough that the sizes
+/// computed from it cannot overflow.
+pub(crate) const MAX_SLOTS: u32 = 1 << 16;
+
 impl Geometry {
+    /// Receive slots for a command window of `queue_depth` plus
+    /// `unexpected` unexpected PDUs each way (and two spare), refusing
+    /// configurations whose arithmetic would overflow.
+    pub fn slots(queue_depth: u32, unexpected: u32) -> Result<u32, IserError> {
+        unexpected
+            .checked_mul(2)
+            .and_then(|u| u.checked_add(queue_depth))
+            .and_then(|n| n.checked_add(2))
+            .filter(|&n| n <= MAX_SLOTS)
+            .ok_or(IserError::Config(
+                "queue_depth + 2 x MaxOutstandingUnexpectedPDUs + 2 exceeds 65536 buffers",
+            ))
+    }
+
     pub fn rx_slot_size(&self) -> usize {
         ISER_PDU_HEADER_LEN + MAX_AHS + self.rx_data as usize + 3
     }
@@ -133,23 +156,31 @@ impl<V: Verbs> Core<V> {
         extra_send_wr: u32,
     ) -> Result<Self, IserError> {
         let caps = QpCaps {
-            max_send_wr: geometry.tx_slots + extra_send_wr,
+            max_send_wr: geometry
+                .tx_slots
+                .checked_add(extra_send_wr)
+                .ok_or(IserError::Config("too many send work requests"))?,
             max_recv_wr: geometry.rx_slots,
-            max_sge: 4,
+            max_sge: MAX_SGE as u32,
             max_rd_atomic: 16,
         };
-        let cq = verbs.create_cq(caps.max_send_wr + caps.max_recv_wr)?;
+        let cq = verbs.create_cq(
+            caps.max_send_wr
+                .checked_add(caps.max_recv_wr)
+                .ok_or(IserError::Config("too many work requests"))?,
+        )?;
         let qp = verbs.create_qp(endpoint, &pd, &cq, caps)?;
-        let rx = RegisteredBuffer::new(
-            &*pd,
-            geometry.rx_slot_size() * geometry.rx_slots as usize,
-            Access::LOCAL_WRITE,
-        )?;
-        let tx = RegisteredBuffer::new(
-            &*pd,
-            geometry.tx_slot_size() * geometry.tx_slots as usize,
-            Access::NONE,
-        )?;
+        let too_big = IserError::Config("buffer area too large");
+        let rx_len = geometry
+            .rx_slot_size()
+            .checked_mul(geometry.rx_slots as usize)
+            .ok_or(too_big.clone())?;
+        let tx_len = geometry
+            .tx_slot_size()
+            .checked_mul(geometry.tx_slots as usize)
+            .ok_or(too_big)?;
+        let rx = RegisteredBuffer::new(&*pd, rx_len, Access::LOCAL_WRITE)?;
+        let tx = RegisteredBuffer::new(&*pd, tx_len, Access::NONE)?;
         Ok(Self {
             qp,
             cq,
@@ -230,6 +261,11 @@ impl<V: Verbs> Core<V> {
                 limit: self.geometry.tx_data,
             });
         }
+        // One entry is the send buffer; the queue pair takes MAX_SGE in all.
+        // Dropping entries would send fewer bytes than the BHS declares.
+        if extra.len() > MAX_SGE - 1 {
+            return Err(IserError::Config("too many scatter/gather entries"));
+        }
         let slot = self.tx_free.pop().ok_or(IserError::NoSendResources)?;
         let size = self.geometry.tx_slot_size();
         let extra_len: usize = extra.iter().map(|s| s.len as usize).sum();
@@ -258,14 +294,14 @@ impl<V: Verbs> Core<V> {
         if let Some(dst) = buf.get_mut(used..end) {
             dst.copy_from_slice(data);
         }
-        let mut sges = [Sge::default(); 4];
+        let mut sges = [Sge::default(); MAX_SGE];
         let Some(first) = self.tx.sge(slot as usize * size, end) else {
             self.tx_free.push(slot);
             return Err(IserError::Config("send slot out of range"));
         };
         sges[0] = first;
-        let n = 1 + extra.len().min(3);
-        sges[1..n].copy_from_slice(&extra[..n - 1]);
+        let n = 1 + extra.len();
+        sges[1..n].copy_from_slice(extra);
         let r = self.qp.post_send(&SendWr {
             wr_id: wr_id(WrKind::Send, slot, aux),
             op,
@@ -277,6 +313,12 @@ impl<V: Verbs> Core<V> {
             return Err(e.into());
         }
         Ok(slot)
+    }
+
+    /// Whether a send buffer is free (a [`send`](Self::send) would not fail
+    /// with [`IserError::NoSendResources`]).
+    pub fn tx_available(&self) -> bool {
+        !self.tx_free.is_empty()
     }
 
     /// Returns a send slot after its completion.
@@ -309,5 +351,81 @@ impl<V: Verbs> Core<V> {
             (None, Phase::Closed) => Err(IserError::Closed),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::soft::{OpKind, SoftFabric};
+    use crate::verbs::{Listener, QpState, Verbs};
+    use rtgt_pdu::{Itt, NopOut, Ttt};
+
+    /// Regression: entries past the fourth were silently dropped while the
+    /// BHS still declared their bytes, so the peer got a short message.
+    #[test]
+    fn more_entries_than_a_work_request_carries_are_refused() {
+        let fabric = SoftFabric::new();
+        let at = "192.0.2.9:3260".parse().unwrap();
+        let mut listener = fabric.listen(at).unwrap();
+        let pd = Arc::new(fabric.alloc_pd().unwrap());
+        let geometry = Geometry {
+            rx_slots: 2,
+            rx_data: 8192,
+            tx_slots: 2,
+            tx_data: 8192,
+        };
+        let mut core = Core::new(
+            &fabric,
+            Endpoint::Outgoing(at),
+            Arc::clone(&pd),
+            geometry,
+            0,
+        )
+        .unwrap();
+        core.qp.connect(&[]).unwrap();
+        let req = listener.poll_request().unwrap().unwrap();
+        let tpd = Arc::new(fabric.alloc_pd().unwrap());
+        let mut peer = Core::new(&fabric, Endpoint::Incoming(req), tpd, geometry, 0).unwrap();
+        peer.post_rx_range(0..2).unwrap();
+        peer.qp.accept(&[]).unwrap();
+        assert_eq!(core.qp.state(), QpState::Rts);
+
+        let data = RegisteredBuffer::new(&*pd, 64, Access::NONE).unwrap();
+        let nop = PduHeader::NopOut(NopOut {
+            immediate: true,
+            itt: Itt(1),
+            ttt: Ttt::RESERVED,
+            ..Default::default()
+        });
+        let four = [data.sge(0, 16).unwrap(); 4];
+        let err = core
+            .send(
+                &IserHeader::default(),
+                Some(&nop),
+                &[],
+                &[],
+                &four,
+                SendOp::Send,
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(err, IserError::Config("too many scatter/gather entries"));
+        fabric.progress();
+        assert_eq!(fabric.executed(OpKind::Send), 0);
+        assert_eq!(core.tx_free.len(), 2, "no send buffer was taken");
+        // Three extra entries (plus the headers' buffer) are fine.
+        core.send(
+            &IserHeader::default(),
+            Some(&nop),
+            &[],
+            &[],
+            &four[..3],
+            SendOp::Send,
+            0,
+        )
+        .unwrap();
+        fabric.progress();
+        assert_eq!(fabric.executed(OpKind::Send), 1);
     }
 }

@@ -18,11 +18,14 @@
 //!   echoing NOP-Out), Asynchronous Messages and NOP-Ins without ITT
 //!   (outstanding until the initiator's ExpStatSN passes their StatSN).
 //!
+//! A rejected immediate PDU gets no other answer: the Reject retires it
+//! ([`Tracker::observe_reject`]).
+//!
 //! A [`Tracker`] counts one direction. The sender uses it to hold back a PDU
 //! that would exceed the limit; the receiver mirrors it to detect a peer that
 //! does not respect it (a protocol error that ends the connection).
 
-use rtgt_pdu::{Itt, PduHeader, Sn, Ttt};
+use rtgt_pdu::{BHS_LEN, Itt, Opcode, PduHeader, Sn, Ttt};
 
 /// What retires an outstanding unexpected PDU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,26 @@ fn exp_stat_sn(h: &PduHeader) -> Option<Sn> {
     })
 }
 
+/// The opcode and ITT of the PDU a Reject answers: the Reject's data segment
+/// carries the rejected PDU's complete BHS (RFC 7143 §11.17). `None` when
+/// the data segment is shorter than a BHS.
+///
+/// ```
+/// use rtgt_iser::credits::rejected_pdu;
+/// use rtgt_pdu::{Itt, Opcode};
+///
+/// let mut bhs = [0u8; 48];
+/// bhs[0] = 0x41; // immediate SCSI Command
+/// bhs[16..20].copy_from_slice(&7u32.to_be_bytes());
+/// assert_eq!(rejected_pdu(&bhs), Some((Opcode::SCSI_COMMAND, Itt(7))));
+/// assert_eq!(rejected_pdu(&bhs[..47]), None);
+/// ```
+pub fn rejected_pdu(reject_data: &[u8]) -> Option<(Opcode, Itt)> {
+    let bhs = reject_data.get(..BHS_LEN)?;
+    let itt = bhs.get(16..20)?.try_into().ok().map(u32::from_be_bytes)?;
+    Some((Opcode(bhs[0] & 0x3f), Itt(itt)))
+}
+
 /// Counts one direction's outstanding unexpected PDUs against a limit.
 ///
 /// ```
@@ -216,6 +239,26 @@ impl Tracker {
     pub fn observe_reply(&mut self, h: &PduHeader) {
         self.outstanding.retain(|r| !retires(h, *r));
     }
+
+    /// Retires the PDU a Reject answered (`reject_data` is the Reject's data
+    /// segment, the rejected BHS): a rejected immediate command, TMF, Text,
+    /// Logout or NOP-Out gets no other answer (its ITT is free again), so
+    /// without this its credit would stay taken for the life of the
+    /// connection. [`observe_reply`](Self::observe_reply) sees the Reject's
+    /// ExpCmdSN as well.
+    pub fn observe_reject(&mut self, reject_data: &[u8]) {
+        if let Some((_, itt)) = rejected_pdu(reject_data) {
+            self.observe_reject_itt(itt);
+        }
+    }
+
+    /// [`observe_reject`](Self::observe_reject) with the rejected PDU's ITT
+    /// already extracted (see [`rejected_pdu`]).
+    pub fn observe_reject_itt(&mut self, itt: Itt) {
+        if itt != Itt::RESERVED {
+            self.outstanding.retain(|r| *r != Retire::Response(itt));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +329,30 @@ mod tests {
         assert_eq!(t.outstanding(), 1);
         t.observe_reply(&ack(11));
         assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_rejected_immediate_pdu_gives_its_credit_back() {
+        let mut t = Tracker::new(Direction::ToTarget, 2);
+        let cmd = |itt| {
+            PduHeader::ScsiCommand(ScsiCommand {
+                immediate: true,
+                itt: Itt(itt),
+                ..Default::default()
+            })
+        };
+        t.admit(&cmd(5)).unwrap();
+        t.admit(&cmd(6)).unwrap();
+        assert!(t.would_exceed(&cmd(7)));
+        let mut bhs = [0u8; 48];
+        bhs[0] = 0x41;
+        bhs[16..20].copy_from_slice(&6u32.to_be_bytes());
+        // A truncated rejected header names nothing.
+        t.observe_reject(&bhs[..40]);
+        assert_eq!(t.outstanding(), 2);
+        t.observe_reject(&bhs);
+        assert_eq!(t.outstanding(), 1);
+        t.admit(&cmd(7)).unwrap();
     }
 
     #[test]

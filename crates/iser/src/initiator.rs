@@ -25,7 +25,7 @@ use rtgt_pdu::negotiation::NegotiatedParams;
 use rtgt_pdu::{Ahs, Itt, Opcode, Pdu, PduHeader, ScsiCommand, TmfFunction};
 
 use crate::conn::{Core, Geometry, Phase, RecvPdu, WrKind, wr_id, wr_index, wr_kind};
-use crate::credits::{Direction, Tracker};
+use crate::credits::{Direction, Tracker, rejected_pdu};
 use crate::error::{IserError, ProtocolError};
 use crate::header::{CmPrivateData, Hello, HelloReply, ISER_VERSION, IserHeader, Stag};
 use crate::login::{IserLimits, IserParams};
@@ -132,6 +132,10 @@ pub struct IserInitiator<V: Verbs> {
     aborts: HashMap<Itt, Itt>,
     /// Task-management responses waiting for the aborted task's windows.
     held: HashMap<Itt, RecvPdu>,
+    /// Windows bound for a command that was never sent, with the range each
+    /// covers: invalidation is posted, and the range stays reserved until it
+    /// has completed.
+    abandoned: Vec<(u32, Range<usize>)>,
     events: VecDeque<InitiatorEvent>,
     to_target: Tracker,
     from_target: Tracker,
@@ -162,7 +166,7 @@ impl<V: Verbs> IserInitiator<V> {
             return Err(IserError::Config("queue_depth must be positive"));
         }
         let unexpected = config.limits.max_outstanding_unexpected_pdus;
-        let slots = config.queue_depth + 2 * unexpected + 2;
+        let slots = Geometry::slots(config.queue_depth, unexpected)?;
         let geometry = Geometry {
             rx_slots: slots,
             rx_data: config.limits.initiator_recv_data_segment_length.max(8192),
@@ -198,6 +202,7 @@ impl<V: Verbs> IserInitiator<V> {
             slot_task: vec![None; slots as usize],
             aborts: HashMap::new(),
             held: HashMap::new(),
+            abandoned: Vec::new(),
             events: VecDeque::with_capacity(64),
             to_target: Tracker::new(Direction::ToTarget, unexpected),
             from_target: Tracker::new(Direction::ToInitiator, unexpected),
@@ -242,12 +247,11 @@ impl<V: Verbs> IserInitiator<V> {
     }
 
     fn in_flight(&self, r: &Range<usize>) -> bool {
-        self.tasks.values().any(|t| {
-            t.ranges
-                .iter()
-                .flatten()
-                .any(|x| x.start < r.end && r.start < x.end)
-        })
+        let overlaps = |x: &Range<usize>| x.start < r.end && r.start < x.end;
+        self.tasks
+            .values()
+            .any(|t| t.ranges.iter().flatten().any(overlaps))
+            || self.abandoned.iter().any(|(_, x)| overlaps(x))
     }
 
     /// Reads part of the data area not used by a command in flight.
@@ -257,8 +261,10 @@ impl<V: Verbs> IserInitiator<V> {
         }
         // SAFETY: no task in flight covers the range, so no memory window is
         // bound over it (windows live only while their task does, and the task
-        // leaves the table only after they are invalid) and no Send gathers from
-        // it; the region itself grants no remote access.
+        // leaves the table only after they are invalid; windows of a command
+        // that was never sent stay in `abandoned` until their invalidation
+        // completes) and no Send gathers from it; the region itself grants no
+        // remote access.
         unsafe { self.data.bytes(range.start, range.len()) }.ok_or(IserError::DataRange {
             offset: range.start as u32,
             len: range.len() as u32,
@@ -297,13 +303,23 @@ impl<V: Verbs> IserInitiator<V> {
     }
 
     /// Copies a received PDU out and releases its buffer.
+    ///
+    /// A malformed AHS is a protocol violation: the connection fails (RFC
+    /// 7145 §10) and the error is returned (and reported by `poll`).
     pub fn take_pdu(&mut self, rx: RecvPdu) -> Result<Pdu, IserError> {
         let raw = self
             .core
             .rx_bytes(rx.slot, rx.len)
             .get(rx.ahs.clone())
             .unwrap_or(&[]);
-        let ahs = Ahs::decode_all(raw).map_err(ProtocolError::from)?;
+        let ahs = match Ahs::decode_all(raw) {
+            Ok(ahs) => ahs,
+            Err(e) => {
+                let e = IserError::from(ProtocolError::from(e));
+                self.report(e.clone());
+                return Err(e);
+            }
+        };
         let pdu = Pdu {
             header: rx.header.clone(),
             ahs,
@@ -500,8 +516,8 @@ impl<V: Verbs> IserInitiator<V> {
             Some(r) if !r.is_empty() => match self.bind(r, Access::REMOTE_READ) {
                 Ok(w) => Some(w),
                 Err(e) => {
-                    if let Some(w) = read {
-                        self.invalidate_now(&w);
+                    if let (Some(w), Some(r)) = (read, &io.read) {
+                        self.invalidate_now(&w, r.clone());
                     }
                     return Err(e);
                 }
@@ -534,8 +550,10 @@ impl<V: Verbs> IserInitiator<V> {
         let slot = match sent {
             Ok(s) => s,
             Err(e) => {
-                for w in [read, write].into_iter().flatten() {
-                    self.invalidate_now(&w);
+                for (w, r) in [(read, io.read.clone()), (write, solicited)] {
+                    if let (Some(w), Some(r)) = (w, r) {
+                        self.invalidate_now(&w, r);
+                    }
                 }
                 return Err(e);
             }
@@ -559,8 +577,11 @@ impl<V: Verbs> IserInitiator<V> {
         Ok(())
     }
 
-    /// Invalidates a window that was never advertised (error paths).
-    fn invalidate_now(&mut self, w: &Window) {
+    /// Invalidates a window over `range` that was never advertised (error
+    /// paths). The range counts as in flight until the invalidation has
+    /// completed: the bind and the invalidation are still queued, and in
+    /// between the window grants remote access.
+    fn invalidate_now(&mut self, w: &Window, range: Range<usize>) {
         if self
             .core
             .qp
@@ -575,6 +596,8 @@ impl<V: Verbs> IserInitiator<V> {
             // The queue pair is gone or full: drop the window itself, which
             // invalidates it, and take a fresh one.
             self.replace_window(w.index);
+        } else {
+            self.abandoned.push((w.index, range));
         }
     }
 
@@ -674,9 +697,11 @@ impl<V: Verbs> IserInitiator<V> {
         self.mw_free.clear();
         self.tasks.clear();
         self.held.clear();
+        self.abandoned.clear();
     }
 
-    /// The next event, if any. Never blocks.
+    /// The next event, if any. Never blocks; `None` means nothing is
+    /// pending now (the completion queue has been drained).
     pub fn poll(&mut self) -> Result<Option<InitiatorEvent>, IserError> {
         if let Some(e) = self.events.pop_front() {
             return Ok(Some(e));
@@ -701,11 +726,20 @@ impl<V: Verbs> IserInitiator<V> {
                 }
             }
         }
+        // Completions can start work whose own completion is the event (a
+        // local invalidation before a response is delivered): keep reaping
+        // until an event is ready or the queue is empty, so `None` means
+        // nothing is pending right now.
         let mut wcs = [WorkCompletion::default(); 16];
-        let n = self.core.poll(&mut wcs)?;
-        for wc in wcs.iter().take(n) {
-            if let Err(e) = self.on_completion(wc) {
-                self.report(e);
+        while self.events.is_empty() {
+            let n = self.core.poll(&mut wcs)?;
+            if n == 0 {
+                break;
+            }
+            for wc in wcs.iter().take(n) {
+                if let Err(e) = self.on_completion(wc) {
+                    self.report(e);
+                }
             }
         }
         Ok(self.events.pop_front())
@@ -750,12 +784,12 @@ impl<V: Verbs> IserInitiator<V> {
                         *itt
                     })
                 });
-                match owner {
-                    Some(itt) => finished = Some(itt),
-                    None => {
-                        if self.core.phase != Phase::Closed {
-                            self.mw_free.push(index);
-                        }
+                if let Some(itt) = owner {
+                    finished = Some(itt);
+                } else {
+                    self.abandoned.retain(|(i, _)| *i != index);
+                    if self.core.phase != Phase::Closed {
+                        self.mw_free.push(index);
                     }
                 }
             }
@@ -786,7 +820,17 @@ impl<V: Verbs> IserInitiator<V> {
         invalidated: Option<u32>,
     ) -> Result<(), IserError> {
         let msg = self.core.rx_bytes(slot, len);
-        let (iser, header, ahs, data) = match message::parse(msg)? {
+        let parsed = message::parse(msg)?;
+        // What a Reject rejected: its data segment is the rejected BHS.
+        let rejected = match &parsed {
+            Message::Control {
+                header: PduHeader::Reject(_),
+                data,
+                ..
+            } => rejected_pdu(msg.get(data.clone()).unwrap_or(&[])),
+            _ => None,
+        };
+        let (iser, header, ahs, data) = match parsed {
             Message::HelloReply(r) => {
                 if !self.config.hello {
                     return Err(ProtocolError::UnexpectedIserOpcode(3).into());
@@ -844,6 +888,9 @@ impl<V: Verbs> IserInitiator<V> {
                 .into());
             }
             self.to_target.observe_reply(&header);
+            if let Some((_, itt)) = rejected {
+                self.to_target.observe_reject_itt(itt);
+            }
         }
         let rx = RecvPdu {
             slot,
@@ -863,6 +910,18 @@ impl<V: Verbs> IserInitiator<V> {
                 }
                 self.try_finish(itt);
             }
+            // A rejected SCSI Command is over (RFC 7143 §11.17): its STags
+            // are invalidated like at a response, then the Reject is delivered.
+            PduHeader::Reject(_) => match rejected {
+                Some((Opcode::SCSI_COMMAND, itt)) if self.tasks.contains_key(&itt) => {
+                    self.end_task(itt, None)?;
+                    if let Some(t) = self.tasks.get_mut(&itt) {
+                        t.delivery = Some(rx);
+                    }
+                    self.try_finish(itt);
+                }
+                _ => self.events.push_back(InitiatorEvent::Pdu(rx)),
+            },
             PduHeader::ScsiResponse(_) if invalidated.is_some() => {
                 return Err(ProtocolError::UnknownInvalidation(invalidated.unwrap_or(0)).into());
             }

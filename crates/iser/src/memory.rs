@@ -162,7 +162,9 @@ impl<M: MemoryRegion> PoolRegistration<M> {
     /// read or write (through a `PoolBuf` or otherwise) a buffer while a work
     /// request naming it is outstanding: the engine holds a buffer used as a
     /// Data-In source or R2T sink, untouched, until the transport reports the
-    /// operation complete.
+    /// operation complete (`TargetEvent::DataSent` / `SolicitedData`) or,
+    /// after the connection ended, until `IserTarget::rdma_ops_in_flight` is
+    /// 0 or the connection is dropped (flushed operations report no event).
     pub unsafe fn new<P: ProtectionDomain<Mr = M>>(
         pd: &P,
         pool: &rtgt_affinity::NodePool,

@@ -35,7 +35,9 @@ use rtgt_pdu::{
     ScsiResponse, Sn, Ttt,
 };
 
-use crate::conn::{Core, Geometry, Phase, RecvPdu, WrKind, wr_aux, wr_id, wr_index, wr_kind};
+use crate::conn::{
+    Core, Geometry, MAX_SLOTS, Phase, RecvPdu, WrKind, wr_aux, wr_id, wr_index, wr_kind,
+};
 use crate::credits::{Direction, Tracker};
 use crate::error::{IserError, ProtocolError};
 use crate::header::{CmPrivateData, HelloReply, IserHeader, Stag};
@@ -129,9 +131,12 @@ pub enum TargetEvent {
     /// An aborted task's last RDMA operation finished: the task management
     /// response may be sent.
     TaskQuiesced(Itt),
-    /// The peer disconnected.
+    /// The peer disconnected. RDMA operations still outstanding are flushed
+    /// without events: see [`IserTarget::rdma_ops_in_flight`].
     Disconnected,
-    /// The connection failed (RFC 7145 §10).
+    /// The connection failed (RFC 7145 §10). RDMA operations still
+    /// outstanding are flushed without events: see
+    /// [`IserTarget::rdma_ops_in_flight`].
     Failed(IserError),
 }
 
@@ -229,9 +234,12 @@ impl<V: Verbs> IserTarget<V> {
                 "queue_depth and max_rdma_ops must be positive",
             ));
         }
+        if config.max_rdma_ops > MAX_SLOTS {
+            return Err(IserError::Config("max_rdma_ops exceeds 65536"));
+        }
         let peer = CmPrivateData::decode(request.private_data());
         let unexpected = config.limits.max_outstanding_unexpected_pdus;
-        let slots = config.queue_depth + 2 * unexpected + 2;
+        let slots = Geometry::slots(config.queue_depth, unexpected)?;
         let geometry = Geometry {
             rx_slots: slots,
             rx_data: config.limits.target_recv_data_segment_length.max(8192),
@@ -302,6 +310,18 @@ impl<V: Verbs> IserTarget<V> {
         self.tasks.len()
     }
 
+    /// RDMA Writes (Data-In) and RDMA Reads (R2T) posted and not yet
+    /// completed. Their `source` and `sink` memory belongs to the device
+    /// until this count has dropped: once the connection has ended
+    /// ([`TargetEvent::Disconnected`], [`TargetEvent::Failed`], or
+    /// [`disconnect`](Self::disconnect)) the outstanding operations are
+    /// flushed without an event of their own, so keep polling until this is
+    /// 0 — or drop the connection, which destroys its queue pair — before
+    /// reusing those buffers.
+    pub fn rdma_ops_in_flight(&self) -> usize {
+        self.ops.len() - self.ops_free.len()
+    }
+
     /// The data segment of a received PDU.
     pub fn pdu_data(&self, rx: &RecvPdu) -> &[u8] {
         self.core
@@ -329,8 +349,14 @@ impl<V: Verbs> IserTarget<V> {
     }
 
     /// Copies a received PDU out (AHS decoded) and releases its buffer.
+    ///
+    /// A malformed AHS is a protocol violation: the connection fails (RFC
+    /// 7145 §10) and the error is returned (and reported by `poll`).
     pub fn take_pdu(&mut self, rx: RecvPdu) -> Result<Pdu, IserError> {
-        let ahs = Ahs::decode_all(self.pdu_ahs(&rx)).map_err(ProtocolError::from)?;
+        let ahs = match Ahs::decode_all(self.pdu_ahs(&rx)) {
+            Ok(ahs) => ahs,
+            Err(e) => return Err(self.fail_connection(ProtocolError::from(e).into())),
+        };
         let pdu = Pdu {
             header: rx.header.clone(),
             ahs,
@@ -454,7 +480,23 @@ impl<V: Verbs> IserTarget<V> {
         }
         let _ = self.to_initiator.admit(h);
         self.from_initiator.observe_reply(h);
+        if let PduHeader::Reject(_) = h {
+            self.forget_rejected(data);
+        }
         Ok(())
+    }
+
+    /// A Reject of a SCSI Command ends the task (RFC 7143 §11.17: the
+    /// rejected command is not executed; no SCSI Response follows), and gives back
+    /// the unexpected-PDU credit of a rejected immediate PDU. `data` is the
+    /// Reject's data segment, the rejected BHS.
+    fn forget_rejected(&mut self, data: &[u8]) {
+        self.from_initiator.observe_reject(data);
+        if let Some((Opcode::SCSI_COMMAND, itt)) = crate::credits::rejected_pdu(data) {
+            if self.tasks.get(&itt).is_some_and(|t| t.in_flight == 0) {
+                self.tasks.remove(&itt);
+            }
+        }
     }
 
     /// How a task's response is sent: with invalidation of its STag at the
@@ -487,6 +529,12 @@ impl<V: Verbs> IserTarget<V> {
             offset: h.buffer_offset,
             len: u32::MAX,
         })?;
+        // With status, a SCSI Response follows the write: make sure it can go
+        // out before anything is posted, so a refusal leaves nothing half done
+        // (a retry would write the data twice).
+        if h.status.is_some() && !self.core.tx_available() {
+            return Err(IserError::NoSendResources);
+        }
         if len > 0 {
             let task = self
                 .tasks
@@ -610,6 +658,12 @@ impl<V: Verbs> IserTarget<V> {
     /// [`TargetEvent::TaskQuiesced`] follows when the last one completes,
     /// and only then may the task management response be sent (the
     /// initiator frees its buffer on that response).
+    ///
+    /// Every SCSI Command that arrives becomes a task here, holding the
+    /// initiator's STags until its SCSI Response (or a Reject of it) is sent.
+    /// A command the session drops without either (RFC 7143 §4.2.2.1: outside
+    /// the CmdSN window) must be ended with this call too, or its task stays
+    /// and its ITT is refused as a duplicate later.
     pub fn abort_task(&mut self, itt: Itt) -> bool {
         match self.tasks.get_mut(&itt) {
             None => true,
@@ -625,6 +679,8 @@ impl<V: Verbs> IserTarget<V> {
     }
 
     /// Disconnects (logout done, or the session is closing the connection).
+    /// Outstanding RDMA operations are flushed; their buffers are free once
+    /// [`rdma_ops_in_flight`](Self::rdma_ops_in_flight) is 0.
     pub fn disconnect(&mut self) -> Result<(), IserError> {
         self.core.phase = Phase::Closed;
         self.tasks.clear();
@@ -632,7 +688,8 @@ impl<V: Verbs> IserTarget<V> {
         Ok(())
     }
 
-    /// The next event, if any. Never blocks.
+    /// The next event, if any. Never blocks; `None` means nothing is
+    /// pending now (the completion queue has been drained).
     pub fn poll(&mut self) -> Result<Option<TargetEvent>, IserError> {
         if let Some(e) = self.events.pop_front() {
             return Ok(Some(e));
@@ -654,19 +711,32 @@ impl<V: Verbs> IserTarget<V> {
                 }
             }
         }
+        // Reap until an event is ready or the queue is empty, so `None`
+        // means nothing is pending right now.
         let mut wcs = [WorkCompletion::default(); 16];
-        let n = self.core.poll(&mut wcs)?;
-        for wc in wcs.iter().take(n) {
-            if let Err(e) = self.on_completion(wc) {
-                let e = self.core.fail(e);
-                self.tasks.clear();
-                if !self.failure_reported {
-                    self.failure_reported = true;
-                    self.events.push_back(TargetEvent::Failed(e));
+        while self.events.is_empty() {
+            let n = self.core.poll(&mut wcs)?;
+            if n == 0 {
+                break;
+            }
+            for wc in wcs.iter().take(n) {
+                if let Err(e) = self.on_completion(wc) {
+                    self.fail_connection(e);
                 }
             }
         }
         Ok(self.events.pop_front())
+    }
+
+    /// Fails the connection with `e` (once reported as [`TargetEvent::Failed`]).
+    fn fail_connection(&mut self, e: IserError) -> IserError {
+        let e = self.core.fail(e);
+        self.tasks.clear();
+        if !self.failure_reported {
+            self.failure_reported = true;
+            self.events.push_back(TargetEvent::Failed(e.clone()));
+        }
+        e
     }
 
     fn on_completion(&mut self, wc: &WorkCompletion) -> Result<(), IserError> {

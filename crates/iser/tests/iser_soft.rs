@@ -275,10 +275,14 @@ impl Hostile {
     }
 
     fn send(&mut self, iser: &IserHeader, h: &PduHeader, data: &[u8]) {
+        self.send_with_ahs(iser, h, &[], data);
+    }
+
+    fn send_with_ahs(&mut self, iser: &IserHeader, h: &PduHeader, ahs: &[u8], data: &[u8]) {
         // SAFETY: the send buffer is local-only and its previous Send completed
         // (the hostile client waits for each).
         let buf = unsafe { self.tx.bytes_mut(0, SLOT) }.unwrap();
-        let n = message::write_headers(buf, iser, h, &[], data.len()).unwrap();
+        let n = message::write_headers(buf, iser, h, ahs, data.len()).unwrap();
         buf[n..n + data.len()].copy_from_slice(data);
         let sge = self.tx.sge(0, n + data.len()).unwrap();
         self.qp
@@ -550,4 +554,483 @@ fn a_peer_exceeding_max_outstanding_unexpected_pdus_is_disconnected() {
 fn verbs_round_trip_send_window_write_read_and_a_revoked_stag() {
     let fabric = rtgt_iser::soft::SoftFabric::new();
     scenarios::verbs_round_trip(&fabric, common::addr(7));
+}
+
+/// Regression: `queue_depth + 2 x MaxOutstandingUnexpectedPDUs + 2` and the
+/// send-queue size were computed unchecked, so a large setting panicked
+/// (debug) or wrapped to a tiny buffer set (release).
+#[test]
+fn oversized_configurations_are_refused_not_overflowed() {
+    use rtgt_iser::verbs::Listener;
+    use rtgt_iser::{InitiatorConfig, IserInitiator, IserLimits, IserTarget, TargetConfig};
+    use std::sync::Arc;
+
+    let fabric = rtgt_iser::soft::SoftFabric::new();
+    let at = common::addr(3);
+    let mut listener = fabric.listen(at).unwrap();
+    let huge = IserLimits {
+        max_outstanding_unexpected_pdus: u32::MAX,
+        ..IserLimits::default()
+    };
+    for config in [
+        InitiatorConfig {
+            queue_depth: u32::MAX,
+            ..InitiatorConfig::default()
+        },
+        InitiatorConfig {
+            limits: huge,
+            ..InitiatorConfig::default()
+        },
+    ] {
+        let pd = Arc::new(fabric.alloc_pd().unwrap());
+        let err = IserInitiator::connect(&fabric, at, pd, config).unwrap_err();
+        assert!(matches!(err, IserError::Config(_)), "{err}");
+    }
+    for config in [
+        TargetConfig {
+            queue_depth: u32::MAX,
+            ..TargetConfig::default()
+        },
+        TargetConfig {
+            limits: huge,
+            ..TargetConfig::default()
+        },
+        TargetConfig {
+            max_rdma_ops: u32::MAX,
+            ..TargetConfig::default()
+        },
+    ] {
+        let pd = Arc::new(fabric.alloc_pd().unwrap());
+        let _ini = IserInitiator::connect(&fabric, at, pd, InitiatorConfig::default()).unwrap();
+        let req = listener.poll_request().unwrap().unwrap();
+        let pd = Arc::new(fabric.alloc_pd().unwrap());
+        let err = IserTarget::accept(&fabric, req, pd, config).unwrap_err();
+        assert!(matches!(err, IserError::Config(_)), "{err}");
+    }
+}
+
+/// The next target event that is a PDU, copied out.
+fn next_target_pdu(tgt: &mut common::Tgt) -> rtgt_pdu::Pdu {
+    loop {
+        match tgt.conn.poll().unwrap() {
+            Some(rtgt_iser::TargetEvent::Pdu(rx)) => return tgt.conn.take_pdu(rx).unwrap(),
+            Some(rtgt_iser::TargetEvent::Failed(e)) => panic!("target failed: {e}"),
+            Some(_) => {}
+            None => panic!("no PDU arrived"),
+        }
+    }
+}
+
+/// The session's answer to a command it will not run: a Reject carrying the
+/// command's BHS (RFC 7143 §11.17).
+fn reject(tgt: &mut common::Tgt, rejected: &PduHeader) {
+    let bhs = rejected.encode(rtgt_pdu::BhsLengths::ZERO);
+    let header = PduHeader::Reject(rtgt_pdu::Reject {
+        reason: rtgt_pdu::RejectReason::COMMAND_NOT_SUPPORTED,
+        stat_sn: Sn(1),
+        exp_cmd_sn: Sn(1),
+        max_cmd_sn: Sn(32),
+        ..Default::default()
+    });
+    tgt.conn
+        .send(rtgt_iser::Outbound::Pdu {
+            header: &header,
+            ahs: &[],
+            data: &bhs,
+        })
+        .unwrap();
+}
+
+/// Regression: a rejected SCSI Command stayed an active task at the target
+/// (its ITT then counted as a duplicate and failed the connection) and an
+/// immediate one kept its MaxOutstandingUnexpectedPDUs credit for ever.
+#[test]
+fn a_rejected_command_ends_its_task_and_returns_its_credit() {
+    let mut pair = Pair::new(&Setup::default());
+    let (mut h, mut tgt) = Hostile::connect(&mut pair, common::addr(1));
+    // Six rounds against a limit of four; the last reuses the first ITT.
+    for round in 0..6u32 {
+        let cmd = ScsiCommand {
+            immediate: true,
+            final_pdu: true,
+            read: true,
+            itt: Itt(if round == 5 { 1 } else { round + 1 }),
+            expected_data_transfer_length: 4096,
+            cmd_sn: Sn(1),
+            ..Default::default()
+        };
+        let read = Stag {
+            stag: 0x0abc_de01,
+            va: 0x1000,
+        };
+        h.send(
+            &IserHeader {
+                read: Some(read),
+                write: None,
+            },
+            &PduHeader::ScsiCommand(cmd),
+            &[],
+        );
+        let pdu = next_target_pdu(&mut tgt);
+        assert!(matches!(pdu.header, PduHeader::ScsiCommand(_)));
+        assert_eq!(tgt.conn.active_tasks(), 1);
+        reject(&mut tgt, &pdu.header);
+        assert_eq!(tgt.conn.active_tasks(), 0);
+    }
+    while let Some(ev) = tgt.conn.poll().unwrap() {
+        assert!(!matches!(ev, rtgt_iser::TargetEvent::Failed(_)), "{ev:?}");
+    }
+    assert_eq!(tgt.conn.phase(), Phase::FullFeature);
+}
+
+/// Regression: the initiator delivered a Reject of its SCSI Command while the
+/// command's STags stayed valid (the buffer exposed to the target with no
+/// task left to end it).
+#[test]
+fn a_rejected_command_has_its_stags_invalidated_before_the_reject_is_delivered() {
+    let mut pair = Pair::new(&Setup::default());
+    pair.login().unwrap();
+    // Immediate commands, more of them than MaxOutstandingUnexpectedPDUs (4):
+    // each rejected one must give its credit back.
+    for _ in 0..6 {
+        let mut cmd = pair.ini.command(0x28, 0, 8192);
+        cmd.immediate = true;
+        let itt = cmd.itt;
+        pair.ini
+            .conn
+            .send_command(
+                &cmd,
+                &[],
+                &CommandIo {
+                    read: Some(0..8192),
+                    write: None,
+                    immediate: 0,
+                },
+            )
+            .unwrap();
+        let stag = pair.ini.conn.task_stags(itt).0.unwrap();
+        let pdu = next_target_pdu(&mut pair.tgt);
+        assert_eq!(pdu.header.itt(), itt);
+        reject(&mut pair.tgt, &pdu.header);
+        pair.settle();
+        let first = pair.ini.inbox.pop_front();
+        assert!(
+            matches!(
+                first.as_ref().map(|p| &p.header),
+                Some(PduHeader::Reject(_))
+            ),
+            "{first:?} {:?}",
+            pair.ini.failed
+        );
+        assert_eq!(pair.ini.conn.active_tasks(), 0);
+        assert!(!pair.fabric.stag_is_valid(stag));
+        assert!(pair.ini.conn.data_mut(0..8192).is_ok());
+    }
+    // The connection still works.
+    assert!(good(&pair.read(0, 0, 4096)));
+}
+
+/// Regression: `poll` returned `None` after reaping a response whose delivery
+/// waits for a local invalidation it had just posted, although that
+/// invalidation's completion was already due: a caller taking `None` for
+/// "idle" stalled (the soft fabric only moves when polled).
+#[test]
+fn poll_returns_none_only_when_nothing_is_pending() {
+    let mut setup = Setup::default();
+    setup.target.send_with_invalidate = false;
+    let mut pair = Pair::new(&setup);
+    pair.login().unwrap();
+    assert!(!pair.ini.conn.remote_invalidation());
+    let cmd = pair.ini.command(0x28, 0, 4096);
+    pair.ini
+        .conn
+        .send_command(
+            &cmd,
+            &[],
+            &CommandIo {
+                read: Some(0..4096),
+                write: None,
+                immediate: 0,
+            },
+        )
+        .unwrap();
+    while pair.tgt.pump() {}
+    assert!(pair.tgt.log.iter().any(|l| l.starts_with("cmd 28")));
+    // The response has arrived; the read STag is invalidated locally first.
+    match pair.ini.conn.poll().unwrap() {
+        Some(rtgt_iser::InitiatorEvent::Pdu(rx)) => {
+            assert!(matches!(rx.header, PduHeader::ScsiResponse(_)));
+            pair.ini.conn.release(rx).unwrap();
+        }
+        other => panic!("expected the response, got {other:?}"),
+    }
+    assert_eq!(pair.ini.conn.active_tasks(), 0);
+}
+
+/// After a disconnect the RDMA operations still posted are flushed without a
+/// `DataSent`/`SolicitedData` event; the engine learns that their buffers are
+/// free from `rdma_ops_in_flight` (there was no way to tell before).
+#[test]
+fn buffers_of_flushed_rdma_operations_are_accounted_for() {
+    let mut pair = Pair::new(&Setup::default());
+    pair.login().unwrap();
+    pair.fabric.inject(Injection::Hold {
+        op: OpKind::RdmaWrite,
+    });
+    let cmd = pair.ini.command(0x28, 0, 8192);
+    pair.ini
+        .conn
+        .send_command(
+            &cmd,
+            &[],
+            &CommandIo {
+                read: Some(0..8192),
+                write: None,
+                immediate: 0,
+            },
+        )
+        .unwrap();
+    pair.settle();
+    assert!(pair.tgt.log.iter().any(|l| l.starts_with("cmd 28")));
+    assert_eq!(pair.tgt.conn.rdma_ops_in_flight(), 1);
+    pair.tgt.conn.disconnect().unwrap();
+    assert_eq!(pair.tgt.conn.rdma_ops_in_flight(), 1, "not yet flushed");
+    while let Some(ev) = pair.tgt.conn.poll().unwrap() {
+        assert!(
+            !matches!(
+                ev,
+                rtgt_iser::TargetEvent::DataSent { .. } | rtgt_iser::TargetEvent::SolicitedData(_)
+            ),
+            "{ev:?}"
+        );
+    }
+    assert_eq!(pair.tgt.conn.rdma_ops_in_flight(), 0);
+    pair.fabric.clear_injections();
+}
+
+/// Regression: when a command could not be sent after its windows were
+/// bound, the windows' invalidation was posted but not awaited, and the
+/// buffer was handed out again (`data_mut`) while a bind granting remote
+/// access to it was still queued.
+#[test]
+fn a_command_that_could_not_be_sent_keeps_its_buffer_until_its_windows_are_invalid() {
+    let mut pair = Pair::new(&Setup::default());
+    pair.login().unwrap();
+    pair.fabric.inject(Injection::Hold { op: OpKind::Send });
+    // Fill every send buffer with (held) non-immediate NOP-Outs.
+    let mut itt = 1000;
+    loop {
+        itt += 1;
+        let nop = NopOut {
+            itt: Itt(itt),
+            ttt: Ttt::RESERVED,
+            cmd_sn: pair.ini.cmd_sn,
+            ..Default::default()
+        };
+        match pair.ini.conn.send_pdu(&PduHeader::NopOut(nop), &[]) {
+            Ok(()) => {}
+            Err(IserError::NoSendResources) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let cmd = pair.ini.command(0x28, 0, 8192);
+    let err = pair
+        .ini
+        .conn
+        .send_command(
+            &cmd,
+            &[],
+            &CommandIo {
+                read: Some(0..8192),
+                write: None,
+                immediate: 0,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err, IserError::NoSendResources);
+    assert_eq!(pair.ini.conn.active_tasks(), 0);
+    // The bind and its invalidation are queued behind the held Sends.
+    assert_eq!(
+        pair.ini.conn.data_mut(0..8192).unwrap_err(),
+        IserError::BufferInFlight
+    );
+    assert!(pair.ini.conn.data_mut(8192..16384).is_ok());
+    pair.fabric.clear_injections();
+    pair.settle();
+    assert!(pair.ini.failed.is_none() && pair.tgt.failed.is_none());
+    assert!(pair.ini.conn.data_mut(0..8192).is_ok());
+    pair.ini.inbox.clear();
+    assert!(good(&pair.read(0, 0, 4096)));
+}
+
+/// Regression: a Data-In with status whose SCSI Response found no free send
+/// buffer failed after its RDMA Write had been posted; the caller's retry
+/// then wrote the data twice. Now nothing is posted unless both can go.
+#[test]
+fn a_data_in_with_status_is_refused_whole_when_no_send_buffer_is_free() {
+    let mut pair = Pair::new(&Setup::default());
+    pair.login().unwrap();
+    let cmd = pair.ini.command(0x28, 0, 4096);
+    pair.ini
+        .conn
+        .send_command(
+            &cmd,
+            &[],
+            &CommandIo {
+                read: Some(0..4096),
+                write: None,
+                immediate: 0,
+            },
+        )
+        .unwrap();
+    let pdu = next_target_pdu(&mut pair.tgt);
+    assert_eq!(pdu.header.itt(), cmd.itt);
+    pair.fabric.inject(Injection::Hold { op: OpKind::Send });
+    // Occupy every send buffer of the target with (held) NOP-In answers.
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let nop = rtgt_pdu::NopIn {
+            itt: Itt(5000 + n),
+            ttt: Ttt::RESERVED,
+            ..Default::default()
+        };
+        match pair.tgt.conn.send(rtgt_iser::Outbound::Pdu {
+            header: &PduHeader::NopIn(nop),
+            ahs: &[],
+            data: &[],
+        }) {
+            Ok(()) => {}
+            Err(IserError::NoSendResources) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let sge = pair.tgt.disk.lock().unwrap().sge(0, 4096).unwrap();
+    let din = rtgt_pdu::DataIn {
+        final_pdu: true,
+        itt: cmd.itt,
+        ttt: Ttt::RESERVED,
+        status: Some(rtgt_pdu::DataInStatus {
+            status: rtgt_pdu::ScsiStatus::GOOD,
+            stat_sn: Sn(2),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let out = rtgt_iser::Outbound::DataIn {
+        header: &din,
+        source: &[sge],
+    };
+    assert_eq!(pair.tgt.conn.send(out), Err(IserError::NoSendResources));
+    assert_eq!(pair.tgt.conn.rdma_ops_in_flight(), 0, "nothing posted");
+    assert_eq!(pair.tgt.conn.active_tasks(), 1);
+    pair.fabric.clear_injections();
+    pair.fabric.progress();
+    while pair.tgt.conn.poll().unwrap().is_some() {}
+    pair.tgt.conn.send(out).unwrap();
+    assert_eq!(pair.tgt.conn.active_tasks(), 0);
+    pair.fabric.progress();
+    assert_eq!(pair.fabric.executed(OpKind::RdmaWrite), 1);
+}
+
+/// Regression: a PDU with a malformed AHS made `take_pdu` return an error
+/// without failing the connection, and its receive buffer was never posted
+/// again: each such PDU from a hostile initiator leaked one receive buffer.
+#[test]
+fn a_malformed_ahs_fails_the_connection() {
+    let mut pair = Pair::new(&Setup::default());
+    let (mut h, mut tgt) = Hostile::connect(&mut pair, common::addr(1));
+    let nop = NopOut {
+        immediate: true,
+        itt: Itt(3),
+        ttt: Ttt::RESERVED,
+        cmd_sn: Sn(1),
+        ..Default::default()
+    };
+    // One AHS word whose AHSLength (16) overruns TotalAHSLength (4).
+    h.send_with_ahs(
+        &IserHeader::default(),
+        &PduHeader::NopOut(nop),
+        &[0x00, 0x10, 0x01, 0x00],
+        &[],
+    );
+    let rx = loop {
+        match tgt.conn.poll().unwrap() {
+            Some(rtgt_iser::TargetEvent::Pdu(rx)) => break rx,
+            Some(_) => {}
+            None => panic!("the NOP-Out did not arrive"),
+        }
+    };
+    let err = tgt.conn.take_pdu(rx).unwrap_err();
+    assert!(
+        matches!(err, IserError::Protocol(ProtocolError::Pdu(_))),
+        "{err}"
+    );
+    assert!(err.is_connection_fatal());
+    assert_eq!(tgt.conn.phase(), Phase::Closed);
+    assert!(matches!(
+        tgt.conn.poll().unwrap(),
+        Some(rtgt_iser::TargetEvent::Failed(IserError::Protocol(_)))
+    ));
+}
+
+/// The initiator's side of the same: a target sending a malformed AHS ends
+/// the connection (its STags are deallocated) instead of leaking the buffer.
+#[test]
+fn a_malformed_ahs_from_the_target_fails_the_initiator() {
+    use rtgt_iser::verbs::Listener;
+    use rtgt_iser::{InitiatorConfig, InitiatorEvent, IserInitiator};
+    use std::sync::Arc;
+
+    let fabric = rtgt_iser::soft::SoftFabric::new();
+    let at = common::addr(4);
+    let mut listener = fabric.listen(at).unwrap();
+    let ipd = Arc::new(fabric.alloc_pd().unwrap());
+    let mut ini = IserInitiator::connect(&fabric, at, ipd, InitiatorConfig::default()).unwrap();
+    // A raw target: accept, then send a Login Response with a bad AHS.
+    let req = listener.poll_request().unwrap().unwrap();
+    let pd = fabric.alloc_pd().unwrap();
+    let cq = fabric.create_cq(16).unwrap();
+    let mut qp = fabric
+        .create_qp(Endpoint::Incoming(req), &pd, &cq, QpCaps::default())
+        .unwrap();
+    qp.accept(
+        &CmPrivateData {
+            zero_based_va: false,
+            send_with_invalidate: true,
+        }
+        .encode(),
+    )
+    .unwrap();
+    assert!(matches!(
+        ini.poll().unwrap(),
+        Some(InitiatorEvent::Established)
+    ));
+    let mut tx = RegisteredBuffer::new(&pd, 256, Access::NONE).unwrap();
+    // SAFETY: local-only buffer, no work request names it yet.
+    let buf = unsafe { tx.bytes_mut(0, 256) }.unwrap();
+    let rsp = PduHeader::LoginResponse(rtgt_pdu::LoginResponse::default());
+    let n = message::write_headers(buf, &IserHeader::default(), &rsp, &[0, 0x10, 1, 0], 0).unwrap();
+    qp.post_send(&SendWr {
+        wr_id: 1,
+        op: SendOp::Send,
+        sges: &[tx.sge(0, n).unwrap()],
+        signaled: true,
+    })
+    .unwrap();
+    let rx = match ini.poll().unwrap() {
+        Some(InitiatorEvent::Pdu(rx)) => rx,
+        other => panic!("expected the Login Response, got {other:?}"),
+    };
+    let err = ini.take_pdu(rx).unwrap_err();
+    assert!(
+        matches!(err, IserError::Protocol(ProtocolError::Pdu(_))),
+        "{err}"
+    );
+    assert_eq!(ini.phase(), Phase::Closed);
+    assert!(matches!(
+        ini.poll().unwrap(),
+        Some(InitiatorEvent::Failed(_))
+    ));
+    drop(qp);
 }

@@ -1,4 +1,8 @@
-//! Reading and judging each setting.
+//! Reading and judging each setting: sysctls under `/proc/sys` (kernel
+//! `Documentation/admin-guide/sysctl/{net,vm}.rst`, `Documentation/networking/ip-sysctl.rst`),
+//! block queue attributes (`Documentation/ABI/stable/sysfs-block`), the cpufreq governor
+//! (`Documentation/admin-guide/pm/cpufreq.rst`), PCIe link attributes
+//! (`Documentation/ABI/testing/sysfs-bus-pci`) and a running irqbalance (`/proc/PID/comm`).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,7 @@
 //! The doctor's suggestions per profile, with our reasons. `docs/tuning.md` explains each one
-//! at more length; keep the two in step.
+//! at more length; keep the two in step. What each setting does is documented in the kernel's
+//! `Documentation/admin-guide/sysctl/{net,vm}.rst`, `Documentation/networking/ip-sysctl.rst`
+//! and `Documentation/ABI/stable/sysfs-block`.
 
 use super::{Category, Profile};
 

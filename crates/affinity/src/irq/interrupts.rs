@@ -30,9 +30,10 @@ pub struct InterruptLine {
 }
 
 impl InterruptLine {
-    /// Sum over all CPUs.
+    /// Sum over all CPUs (saturating: the counts come from a file, and a corrupt one must
+    /// not overflow).
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.iter().fold(0, |sum, &n| sum.saturating_add(n))
     }
 }
 

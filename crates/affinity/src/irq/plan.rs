@@ -176,12 +176,13 @@ pub fn plan_irqs(
         for &cpu in table.cpus() {
             let n = table.count_on(a.irq, cpu);
             if n > 0 {
-                row(&mut rows, topology, cpu).current_interrupts += n;
+                let r = row(&mut rows, topology, cpu);
+                r.current_interrupts = r.current_interrupts.saturating_add(n);
             }
         }
         let r = row(&mut rows, topology, a.cpu);
         r.planned_vectors += 1;
-        r.planned_interrupts += a.interrupts;
+        r.planned_interrupts = r.planned_interrupts.saturating_add(a.interrupts);
     }
     let per_cpu: Vec<CpuLoad> = rows.into_values().collect();
 

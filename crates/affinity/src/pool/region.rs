@@ -61,14 +61,20 @@ fn page_size() -> usize {
 
 /// The default huge page size from /proc/meminfo (`Hugepagesize:`), 2 MiB if unreadable.
 pub(crate) fn huge_page_size() -> usize {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("Hugepagesize:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        })
-        .map_or(2 << 20, |kib| kib * 1024)
+    huge_page_size_in(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default())
+}
+
+/// `Hugepagesize:` of a meminfo text; 2 MiB when absent or not a power of two of at least a
+/// page (the mapping code divides by it and aligns to it, so 0 or garbage must not get
+/// through).
+fn huge_page_size_in(meminfo: &str) -> usize {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugepagesize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .and_then(|kib| kib.checked_mul(1024))
+        .filter(|&bytes| bytes.is_power_of_two() && bytes >= page_size())
+        .unwrap_or(2 << 20)
 }
 
 /// Free reserved huge pages of the default size, on `node` when given (per-node counter in
@@ -385,6 +391,26 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, AffinityError::UnknownNode { node: 5000, .. }));
+    }
+
+    #[test]
+    fn huge_page_size_rejects_garbage() {
+        assert_eq!(huge_page_size_in("Hugepagesize:    1048576 kB\n"), 1 << 30);
+        assert_eq!(
+            huge_page_size_in("MemTotal: 1 kB\nHugepagesize: 2048 kB\n"),
+            2 << 20
+        );
+        // Regression: 0 kB gave a zero size, and `round_up` then divided by zero.
+        for bad in [
+            "Hugepagesize: 0 kB",
+            "Hugepagesize: 3000 kB",
+            "Hugepagesize: 2 kB",
+            "Hugepagesize: 99999999999999999999 kB",
+            "Hugepagesize: 18014398509481984 kB",
+            "",
+        ] {
+            assert_eq!(huge_page_size_in(bad), 2 << 20, "{bad:?}");
+        }
     }
 
     #[test]
