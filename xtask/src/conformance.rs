@@ -37,16 +37,21 @@ impl Outcome {
     }
 }
 
-/// The suites of the `ALL` family and their tests, from `iscsi-test-cu -l` output.
-pub fn parse_listing(listing: &str) -> BTreeMap<String, Vec<String>> {
-    let mut suites: BTreeMap<String, Vec<String>> = BTreeMap::new();
+/// The suites of the `ALL` family and their tests, from `iscsi-test-cu -l` output, in the order
+/// libiscsi lists (and itself runs) them.
+///
+/// The order matters: suites share one logical unit, and some libiscsi 1.19 tests depend on what
+/// earlier suites left on it (MultipathIO.CompareAndWrite compares LBA 256 without writing it
+/// first), so the runner keeps libiscsi's own order, as a full `iscsi-test-cu` run would.
+pub fn parse_listing(listing: &str) -> Vec<(String, Vec<String>)> {
+    let mut suites: Vec<(String, Vec<String>)> = Vec::new();
     for word in listing.split_whitespace() {
         let parts: Vec<&str> = word.split('.').collect();
         if let ["ALL", suite, test] = parts.as_slice() {
-            suites
-                .entry((*suite).to_string())
-                .or_default()
-                .push((*test).to_string());
+            match suites.iter_mut().find(|(name, _)| name == suite) {
+                Some((_, tests)) => tests.push((*test).to_string()),
+                None => suites.push(((*suite).to_string(), vec![(*test).to_string()])),
+            }
         }
     }
     suites
@@ -124,9 +129,9 @@ fn classify_block(text: &str) -> Outcome {
         }
     }
     match verdict {
-        Some(false) => Outcome::Failed(
-            first_failure.unwrap_or_else(|| "test reported FAILED".to_string()),
-        ),
+        Some(false) => {
+            Outcome::Failed(first_failure.unwrap_or_else(|| "test reported FAILED".to_string()))
+        }
         Some(true) => match failure_after_pass {
             Some(why) => Outcome::Failed(format!("after the test passed: {why}")),
             None if skipped => Outcome::Skipped,
@@ -191,7 +196,11 @@ impl Ratchet {
                         return Err(err(format!("expected Suite.Test, found {name:?}")));
                     }
                     let why = words.next().unwrap_or("").trim().to_string();
-                    if ratchet.known_failing.insert(name.to_string(), why).is_some() {
+                    if ratchet
+                        .known_failing
+                        .insert(name.to_string(), why)
+                        .is_some()
+                    {
                         return Err(err(format!("{name} is listed twice")));
                     }
                 }
@@ -275,7 +284,11 @@ pub fn run_all(opts: &RunOptions) -> Result<BTreeMap<String, Outcome>, String> {
     }
     let mut all = BTreeMap::new();
     for (suite, tests) in &suites {
-        if opts.only.as_ref().is_some_and(|only| !suite.contains(only.as_str())) {
+        if opts
+            .only
+            .as_ref()
+            .is_some_and(|only| !suite.contains(only.as_str()))
+        {
             continue;
         }
         let started = Instant::now();
@@ -447,10 +460,13 @@ mod tests {
     }
 
     #[test]
-    fn listing_keeps_only_all_family_tests() {
-        let suites = parse_listing("ALL\nALL.Read10\nALL.Read10.Simple\nALL.Read10.BeyondEol\nSCSI.Read10.Simple\n");
-        assert_eq!(suites.len(), 1);
-        assert_eq!(suites["Read10"], names(&["Simple", "BeyondEol"]));
+    fn listing_keeps_only_all_family_tests_in_libiscsi_order() {
+        let suites = parse_listing(
+            "ALL\nALL.Write10\nALL.Write10.Simple\nALL.Read10\nALL.Read10.Simple\nALL.Read10.BeyondEol\nSCSI.Read10.Simple\n",
+        );
+        let order: Vec<&str> = suites.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(order, ["Write10", "Read10"], "libiscsi's order, not sorted");
+        assert_eq!(suites[1].1, names(&["Simple", "BeyondEol"]));
     }
 
     #[test]
@@ -478,7 +494,8 @@ mod tests {
 
     #[test]
     fn informational_failed_lines_inside_a_passing_test_do_not_fail_it() {
-        let out = "  Test: UnmapVPD ...    [FAILED] WRITESAME10 command failed with status 2\npassed\n";
+        let out =
+            "  Test: UnmapVPD ...    [FAILED] WRITESAME10 command failed with status 2\npassed\n";
         let r = parse_suite_output(out, &names(&["UnmapVPD"]), "n/a");
         assert_eq!(r["UnmapVPD"], Outcome::Passed);
     }
@@ -500,7 +517,11 @@ mod tests {
     #[test]
     fn tests_that_never_report_fail_with_the_reason() {
         let tests = names(&["Simple", "Missing"]);
-        let r = parse_suite_output("  Test: Simple ...passed\n", &tests, "suite hung past 120 s");
+        let r = parse_suite_output(
+            "  Test: Simple ...passed\n",
+            &tests,
+            "suite hung past 120 s",
+        );
         assert_eq!(r["Simple"], Outcome::Passed);
         assert_eq!(
             r["Missing"],
@@ -523,7 +544,8 @@ mod tests {
 
     #[test]
     fn ratchet_flags_new_failures_fixed_tests_and_the_floor() {
-        let ratchet = Ratchet::parse("min-passed 2\nfailing A.Known why\nfailing A.Fixed why\n").unwrap();
+        let ratchet =
+            Ratchet::parse("min-passed 2\nfailing A.Known why\nfailing A.Fixed why\n").unwrap();
         let mut results = BTreeMap::new();
         results.insert("A.Known".to_string(), Outcome::Failed("x".into()));
         results.insert("A.Fixed".to_string(), Outcome::Passed);
