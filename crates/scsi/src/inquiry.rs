@@ -181,7 +181,7 @@ fn block_limits(ctx: &InquiryContext<'_>) -> [u8; 60] {
     } else {
         1u32 << ctx.physical_block_exponent.min(15)
     };
-    b[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is not supported
+    b[0] = 0x00; // WSNZ = 0: WRITE SAME with zero blocks writes to the end of the medium
     b[1] = ctx.max_caw;
     b[2..4].copy_from_slice(&u16::try_from(granularity).unwrap_or(u16::MAX).to_be_bytes());
     b[4..8].copy_from_slice(&ctx.max_transfer.to_be_bytes());
@@ -303,7 +303,8 @@ mod tests {
         let cfg = LuConfig::new("iqn.t", 0);
         let p = vpd_page(0xB0, &ctx(&cfg)).unwrap();
         assert_eq!(p.len(), 64);
-        assert_eq!(&p[..12], &[0, 0xB0, 0, 0x3C, 1, 255, 0, 8, 0, 1, 0, 0]);
+        // WSNZ (byte 4 bit 0) clear: zero-block WRITE SAME is supported.
+        assert_eq!(&p[..12], &[0, 0xB0, 0, 0x3C, 0, 255, 0, 8, 0, 1, 0, 0]);
         assert_eq!(&p[20..28], &[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 8, 0]);
         assert_eq!(&p[36..48], &[0, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 1, 0]);
     }

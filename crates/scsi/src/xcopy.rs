@@ -121,10 +121,10 @@ pub(crate) fn parse(data: &[u8], limits: CopyLimits) -> Result<CopyList, SenseEr
                 AdditionalSense::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE,
             ));
         }
-        if d[1] >> 6 != 0 {
-            // LU ID TYPE other than LUN (proxy tokens are not supported).
-            return Err(SenseError::invalid_param_field((at + 1) as u16, Some(7)));
-        }
+        // The LU ID TYPE field (byte 1 bits 7-6) qualifies the LU IDENTIFIER of port-based
+        // target descriptors; an identification descriptor (E4h) names its logical unit by the
+        // designator alone, so the field is not interpreted here (libiscsi's
+        // ExtendedCopy.ValidTgtDescr expects a reserved value to be accepted).
         let dlen = usize::from(d[7]);
         if dlen > 20 {
             return Err(SenseError::invalid_param_field((at + 7) as u16, Some(7)));

@@ -127,7 +127,7 @@ fn inquiry_vpd_pages() {
     assert_eq!(
         &bl[..32],
         &[
-            0, 0xB0, 0, 0x3C, 1, 255, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF,
+            0, 0xB0, 0, 0x3C, 0, 255, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF,
             0xFF, 0, 0, 8, 0, 0, 0, 0, 1
         ]
     );
@@ -344,7 +344,8 @@ fn write_residuals() {
     let rig = Rig::new();
     let n = nexus(1, "a");
     rig.put(&n, 0, &[b'a'; 2 * BS]);
-    // EDTL smaller than the transfer: refused, nothing written, overflow reported.
+    // EDTL smaller than the transfer: the whole blocks it covers are written, the rest is a
+    // residual overflow (libiscsi iSCSIResiduals.Write10Residuals expects GOOD here).
     let r = rig.run(
         &n,
         &rw10(0x2A, 0, 2),
@@ -353,15 +354,37 @@ fn write_residuals() {
         &[b'b'; 512],
     );
     assert_eq!(
-        check(
-            &r,
-            K::ILLEGAL_REQUEST,
-            A::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT
-        ),
-        fixed(5, 0x0E, 0x03, None)
+        (r.status, r.residual),
+        (Status::GOOD, Residual::Overflow(512))
     );
-    assert_eq!(r.residual, Residual::Overflow(512));
-    assert_eq!(rig.get(&n, 0, 2), vec![b'a'; 2 * BS]);
+    assert_eq!(rig.get(&n, 0, 2), [vec![b'b'; BS], vec![b'a'; BS]].concat());
+    // Less than one block: nothing is written.
+    let r = rig.run(
+        &n,
+        &rw10(0x2A, 1, 1),
+        200,
+        DataDirection::Write,
+        &[b'x'; 200],
+    );
+    assert_eq!(
+        (r.status, r.residual),
+        (Status::GOOD, Residual::Overflow(312))
+    );
+    assert_eq!(rig.get(&n, 1, 1), vec![b'a'; BS]);
+    // WRITE AND VERIFY(10) is cut the same way.
+    let r = rig.run(
+        &n,
+        &rw10(0x2E, 0, 2),
+        512,
+        DataDirection::Write,
+        &[b'v'; 512],
+    );
+    assert_eq!(
+        (r.status, r.residual),
+        (Status::GOOD, Residual::Overflow(512))
+    );
+    assert_eq!(rig.get(&n, 0, 2), [vec![b'v'; BS], vec![b'a'; BS]].concat());
+    rig.put(&n, 0, &[b'a'; 2 * BS]);
     let r = rig.run(&n, &rw10(0x2A, 0, 1), 0, DataDirection::None, &[]);
     assert_eq!(r.residual, Residual::Overflow(512));
     // EDTL larger: the transfer length of data is written, the rest is an underflow.
@@ -670,11 +693,14 @@ fn lba_status(rig: &Rig, lba: u64) -> (u8, u32) {
 fn write_same_errors() {
     let rig = Rig::new();
     let n = nexus(1, "a");
-    let r = rig.write(&n, &rw10(0x41, 0, 0), &[0; BS]);
-    assert_eq!(
-        check(&r, K::ILLEGAL_REQUEST, A::INVALID_FIELD_IN_CDB),
-        fixed(5, INVALID_CDB, 0, Some([0xCF, 0, 7]))
-    );
+    // Zero blocks (WSNZ = 0): from the LBA through the last block; past the end is out of
+    // range.
+    rig.put(&n, BLOCKS - 2, &[7; 2 * BS]);
+    let r = rig.write(&n, &rw10(0x41, (BLOCKS - 2) as u32, 0), &[0; BS]);
+    assert_eq!(r.status, Status::GOOD);
+    assert_eq!(rig.get(&n, BLOCKS - 2, 2), vec![0; 2 * BS]);
+    let r = rig.write(&n, &rw10(0x41, BLOCKS as u32, 0), &[0; BS]);
+    check(&r, K::ILLEGAL_REQUEST, A::LBA_OUT_OF_RANGE);
     let mut anchor = rw10(0x41, 0, 1);
     anchor[1] = 0x18;
     let r = rig.write(&n, &anchor, &[0; BS]);
@@ -817,6 +843,19 @@ fn compare_and_write() {
     assert_eq!(rig.get(&n, 7, 2), vec![b'B'; 2 * BS]);
     // Zero blocks, too many blocks, wrong Data-Out size.
     assert_eq!(rig.none(&n, &caw(7, 0)).status, Status::GOOD);
+    // Zero blocks but Data-Out announced (libiscsi's 256-block CAW, whose one-byte count
+    // wraps to 0): the CDB field is refused.
+    let r = rig.run(
+        &n,
+        &caw(7, 0),
+        2 * BS as u32,
+        DataDirection::Write,
+        &[0; 2 * BS],
+    );
+    assert_eq!(
+        check(&r, K::ILLEGAL_REQUEST, A::INVALID_FIELD_IN_CDB),
+        fixed(5, INVALID_CDB, 0, Some([0xCF, 0, 13]))
+    );
     let small = Rig::with(|c| c.max_compare_and_write_blocks = 1);
     let r = small.write(&n, &caw(0, 2), &[0; 4 * BS]);
     assert_eq!(

@@ -1,3 +1,20 @@
-//! The rtgt engine: per-core io_uring reactors, TCP transport, configuration.
+//! The rtgt engine: per-core reactors (io_uring, with a portable epoll fallback) serving iSCSI
+//! over TCP (RFC 7143) through rtgt-session and rtgt-scsi, configured by [`config`].
 //!
-//! Work in progress: this crate is being built; see docs/architecture.md.
+//! ```no_run
+//! use rtgt_target::{Engine, EngineOptions, config::Config};
+//!
+//! let config = Config::embedded_default();
+//! let engine = Engine::start(&config, &EngineOptions::default())?;
+//! println!("listening on {:?}", engine.local_addrs());
+//! engine.run_until_signal()?;
+//! # Ok::<(), rtgt_target::EngineError>(())
+//! ```
+
+mod acceptor;
+pub mod config;
+mod engine;
+mod reactor;
+pub mod runtime;
+
+pub use engine::{Engine, EngineError, EngineOptions, IoEngine, ShutdownSignals};

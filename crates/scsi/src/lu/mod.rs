@@ -137,6 +137,9 @@ pub struct Command {
     expected_out: u32,
     expected_len: u32,
     data_out_len: u32,
+    /// Data-Out bytes the CDB asked for when the transport announced fewer (a write cut to
+    /// the expected length, RFC 7143 §11.4.5.2); the residual is reported against it.
+    wanted_out: u64,
     data_in_cap: usize,
     desc: bool,
     pass: Pass,
@@ -179,7 +182,9 @@ impl Command {
 
     /// The residual of a command that transfers no Data-In.
     fn out_residual(&self) -> Residual {
-        if self.data_out_len > 0 {
+        if self.wanted_out > u64::from(self.data_out_len) {
+            Residual::between(self.wanted_out, self.expected_out)
+        } else if self.data_out_len > 0 {
             Residual::between(u64::from(self.data_out_len), self.expected_out)
         } else {
             Residual::between(0, self.expected_len)

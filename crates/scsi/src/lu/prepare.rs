@@ -38,6 +38,16 @@ impl From<ScsiError> for Failure {
     }
 }
 
+/// How a WRITE's data fits the expected transfer length.
+enum Fit {
+    /// All of it: this many bytes.
+    All(u32),
+    /// Only `blocks` whole blocks; the CDB asked for `wanted` bytes.
+    Cut { blocks: u32, wanted: u64 },
+    /// Not even one block.
+    Nothing { wanted: u64 },
+}
+
 /// Byte offset of the TRANSFER LENGTH (or NUMBER OF LOGICAL BLOCKS) field of a block command.
 fn length_field(opcode: u8) -> u16 {
     match opcode {
@@ -104,6 +114,7 @@ impl LogicalUnit {
             expected_out: req.expected_out(),
             expected_len: req.expected_len,
             data_out_len,
+            wanted_out: u64::from(data_out_len),
             data_in_cap,
             desc,
             pass: Pass::Outside,
@@ -270,7 +281,7 @@ impl LogicalUnit {
                 let bytes = u64::from(blocks) * bs;
                 Ok(Dispatch::Execute(mk(op, 0, bytes as usize)))
             }
-            Op::Write { lba, blocks, .. } => {
+            Op::Write { lba, blocks, fua } => {
                 self.check_fast_access(nexus, Access::Write)?;
                 self.check_ready()?;
                 self.check_range(lba, u64::from(blocks))?;
@@ -279,10 +290,32 @@ impl LogicalUnit {
                 if blocks == 0 {
                     return good();
                 }
-                let n = Self::check_out(u64::from(blocks) * bs, req)?;
-                Ok(Dispatch::Execute(mk(op, n, 0)))
+                match Self::fit_out(blocks, bs, req) {
+                    Fit::All(n) => Ok(Dispatch::Execute(mk(op, n, 0))),
+                    Fit::Cut { blocks: b, wanted } => {
+                        let mut cmd = mk(
+                            Op::Write {
+                                lba,
+                                blocks: b,
+                                fua,
+                            },
+                            b * bs as u32,
+                            0,
+                        );
+                        cmd.wanted_out = wanted;
+                        Ok(Dispatch::Execute(cmd))
+                    }
+                    Fit::Nothing { wanted } => Ok(Dispatch::Complete(Completion::good(
+                        crate::types::DataIn::None,
+                        Residual::between(wanted, req.expected_out()),
+                    ))),
+                }
             }
-            Op::WriteVerify { lba, blocks, .. } => {
+            Op::WriteVerify {
+                lba,
+                blocks,
+                bytchk,
+            } => {
                 self.check_access(nexus, Access::Write)?;
                 self.check_ready()?;
                 self.check_range(lba, u64::from(blocks))?;
@@ -291,8 +324,23 @@ impl LogicalUnit {
                 if blocks == 0 {
                     return good();
                 }
-                let n = Self::check_out(u64::from(blocks) * bs, req)?;
-                Ok(Dispatch::Execute(mk(op, n, 0)))
+                match Self::fit_out(blocks, bs, req) {
+                    Fit::All(n) => Ok(Dispatch::Execute(mk(op, n, 0))),
+                    Fit::Cut { blocks: b, wanted } => {
+                        let op = Op::WriteVerify {
+                            lba,
+                            blocks: b,
+                            bytchk,
+                        };
+                        let mut cmd = mk(op, b * bs as u32, 0);
+                        cmd.wanted_out = wanted;
+                        Ok(Dispatch::Execute(cmd))
+                    }
+                    Fit::Nothing { wanted } => Ok(Dispatch::Complete(Completion::good(
+                        crate::types::DataIn::None,
+                        Residual::between(wanted, req.expected_out()),
+                    ))),
+                }
             }
             Op::Verify {
                 lba,
@@ -369,10 +417,27 @@ impl LogicalUnit {
                 if unmap && !self.unmap_supported() {
                     return Err(SenseError::invalid_cdb_field(1, Some(3)).into());
                 }
-                if blocks == 0 {
-                    // WSNZ: the device server does not support a zero NUMBER OF LOGICAL BLOCKS.
-                    return Err(SenseError::invalid_cdb_field(lenf, Some(7)).into());
-                }
+                // WSNZ = 0 (SBC-4 §5.48.1, §6.6.3): a zero NUMBER OF LOGICAL BLOCKS writes
+                // from the LBA through the last logical block.
+                let (op, blocks) = if blocks == 0 {
+                    let n = self.num_blocks();
+                    if lba >= n {
+                        return Err(SenseError::lba_out_of_range().into());
+                    }
+                    let rest = u32::try_from(n - lba)
+                        .map_err(|_| Failure::from(SenseError::invalid_cdb_field(lenf, Some(7))))?;
+                    (
+                        Op::WriteSame {
+                            lba,
+                            blocks: rest,
+                            unmap,
+                            ndob,
+                        },
+                        rest,
+                    )
+                } else {
+                    (op, blocks)
+                };
                 if u64::from(blocks) > self.limits.max_write_same {
                     return Err(SenseError::invalid_cdb_field(lenf, Some(7)).into());
                 }
@@ -406,6 +471,13 @@ impl LogicalUnit {
                 self.check_range(lba, u64::from(blocks))?;
                 self.check_writable()?;
                 if blocks == 0 {
+                    // No blocks, yet the initiator announces Data-Out: the CDB and the
+                    // transfer disagree (e.g. a 256-block request whose one-byte NUMBER OF
+                    // LOGICAL BLOCKS wrapped to 0), so the field is refused rather than the
+                    // data silently ignored.
+                    if req.expected_out() != 0 {
+                        return Err(SenseError::invalid_cdb_field(13, Some(7)).into());
+                    }
                     return good();
                 }
                 if blocks > u32::from(self.limits.max_caw) {
@@ -621,6 +693,23 @@ impl LogicalUnit {
             ));
         }
         Ok(())
+    }
+
+    /// How much of a WRITE's data the transport announced. When the expected length is
+    /// shorter than the CDB's transfer, only the whole blocks it covers are written and the
+    /// rest is reported as residual overflow (RFC 7143 §11.4.5.2: the data transferred is
+    /// truncated to the expected length; SAM-5 §5.4).
+    fn fit_out(blocks: u32, bs: u64, req: &CommandRequest<'_>) -> Fit {
+        let wanted = u64::from(blocks) * bs;
+        let expected = u64::from(req.expected_out());
+        if wanted <= expected {
+            // `wanted` is at most the u32 expected length here.
+            return Fit::All(wanted as u32);
+        }
+        match u32::try_from(expected / bs.max(1)) {
+            Ok(0) | Err(_) => Fit::Nothing { wanted },
+            Ok(b) => Fit::Cut { blocks: b, wanted },
+        }
     }
 
     /// Checks that the transport announced at least `wanted` Data-Out bytes (an overflow is

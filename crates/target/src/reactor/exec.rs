@@ -1,0 +1,700 @@
+//! The SCSI path of a task (SAM-5 §5 task execution via rtgt-scsi; SBC-4 commands): prepare,
+//! collect Data-Out, execute the plan — inline for memory and null stores, on the reactor's
+//! ring for files and block devices (short transfers resubmitted), synchronously in the
+//! readiness engine — complete, and apply task-management effects (SAM-5 §6) to logical units
+//! and other sessions.
+
+use std::sync::Arc;
+
+use rtgt_pdu::ScsiStatus;
+use rtgt_scsi::{
+    CommandRequest, DataDirection, DataIn, Dispatch, IoOp, IoOutcome, ScsiError, SenseError, Step,
+};
+use rtgt_session::target::{Completion, LuAction, TaskId};
+
+use super::core::{Core, IoMode, RingOp, RingOpKind};
+use super::sessions::SessionCtx;
+use super::shared::Message;
+use crate::runtime::Backend;
+
+impl Core {
+    pub(crate) fn scsi_start(&mut self, sidx: usize, id: TaskId) {
+        let Some(ctx) = self.sessions.get_mut(sidx) else {
+            return;
+        };
+        let SessionCtx {
+            session,
+            slots,
+            nexus,
+            target,
+            ..
+        } = ctx;
+        let Some(task) = session.task(id) else {
+            return;
+        };
+        let direction = match (task.is_read(), task.is_write()) {
+            (true, true) => DataDirection::Bidirectional,
+            (true, false) => DataDirection::Read,
+            (false, true) => DataDirection::Write,
+            (false, false) => DataDirection::None,
+        };
+        let attribute = match task.attr() {
+            rtgt_pdu::TaskAttribute::ORDERED => rtgt_scsi::TaskAttribute::Ordered,
+            rtgt_pdu::TaskAttribute::HEAD_OF_QUEUE => rtgt_scsi::TaskAttribute::HeadOfQueue,
+            rtgt_pdu::TaskAttribute::ACA => rtgt_scsi::TaskAttribute::Aca,
+            rtgt_pdu::TaskAttribute::UNTAGGED => rtgt_scsi::TaskAttribute::Untagged,
+            _ => rtgt_scsi::TaskAttribute::Simple,
+        };
+        let req = CommandRequest {
+            cdb: task.cdb(),
+            attribute,
+            expected_len: task.expected_len(),
+            direction,
+        };
+        let Some(target) = target.as_ref() else {
+            let c = rtgt_scsi::target::lun_not_present(&[], &req);
+            self.finish(sidx, id, &c);
+            return;
+        };
+        let lun = task.lun().number();
+        let dispatch = if direction == DataDirection::Bidirectional {
+            // Bidirectional commands are not supported by any command set we emulate.
+            let err: ScsiError = SenseError::invalid_cdb_field(0, None).into();
+            Dispatch::Complete(rtgt_scsi::Completion::error(
+                &err,
+                false,
+                rtgt_scsi::Residual::None,
+            ))
+        } else if rtgt_scsi::target::is_target_level(req.cdb) {
+            Dispatch::Complete(rtgt_scsi::target::report_luns(&target.lun_list, &req))
+        } else {
+            match lun.and_then(|n| target.lun(n)) {
+                Some(l) => {
+                    if let Some(s) = slots.get_mut(id.slot()) {
+                        s.lun = l.number;
+                    }
+                    l.lu.prepare(nexus, &req)
+                }
+                None => {
+                    Dispatch::Complete(rtgt_scsi::target::lun_not_present(&target.lun_list, &req))
+                }
+            }
+        };
+        match dispatch {
+            Dispatch::Complete(c) => self.finish(sidx, id, &c),
+            Dispatch::Execute(cmd) => {
+                let out = cmd.data_out_len();
+                if let Some(s) = slots.get_mut(id.slot()) {
+                    s.cmd = Some(cmd);
+                }
+                if out > 0 {
+                    session.task_wants_data(id, u32::try_from(out).unwrap_or(u32::MAX));
+                } else {
+                    self.scsi_execute(sidx, id);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn scsi_execute(&mut self, sidx: usize, id: TaskId) {
+        let mode = self.mode;
+        let cache = self.cache.as_ref();
+        let pool_size = self.pool_size;
+        let Some(ctx) = self.sessions.get_mut(sidx) else {
+            return;
+        };
+        let SessionCtx {
+            slots,
+            nexus,
+            target,
+            ..
+        } = ctx;
+        let Some(slot) = slots.get_mut(id.slot()) else {
+            return;
+        };
+        let Some(mut cmd) = slot.cmd.take() else {
+            return;
+        };
+        let Some(l) = target.as_ref().and_then(|t| t.lun(slot.lun)) else {
+            return;
+        };
+        let lu = &l.lu;
+        let out_len = cmd.data_out_len();
+        let in_cap = cmd.data_in_capacity();
+        slot.aux_used = out_len > 0 && in_cap > 0;
+        if slot.aux_used {
+            slot.aux.clear();
+            slot.aux.resize(in_cap, 0);
+        } else if in_cap > 0 {
+            slot.buf.ensure(in_cap, cache, pool_size);
+        }
+        let step = {
+            let data_out = slot.buf.as_slice().get(..out_len).unwrap_or(&[]);
+            lu.execute(nexus, &mut cmd, data_out)
+        };
+        match step {
+            Step::Complete => {
+                let c = lu.complete(nexus, cmd, &[]);
+                self.finish(sidx, id, &c);
+            }
+            Step::Blocked => {
+                slot.cmd = Some(cmd);
+                self.blocked.push((sidx, id));
+            }
+            Step::Io(plan) => {
+                // Files in memory (tmpfs/ramfs) are read and written inline: the kernel cannot do
+                // those without blocking, so the ring would hand every one to an io-wq worker
+                // thread, costing two context switches per I/O for what is a memcpy.
+                let in_memory = matches!(&l.backend, Backend::File(s) if s.backing().facts().in_memory && !s.backing().is_direct());
+                let ring = mode == IoMode::Uring
+                    && !in_memory
+                    && matches!(&l.backend, Backend::File(s) if !s.backing().is_direct() || (!slot.aux_used && slot.buf.fixed_index().is_some()))
+                    && plan.ops().iter().all(|op| {
+                        matches!(op, IoOp::Read { .. } | IoOp::Write { .. } | IoOp::Flush)
+                    });
+                if ring {
+                    slot.cmd = Some(cmd);
+                    slot.plan = Some(plan);
+                    slot.next_op = 0;
+                    slot.outcomes.clear();
+                    self.submit_next_op(sidx, id);
+                    return;
+                }
+                let backend = l.backend.block();
+                let c = {
+                    let (data_out, data_in): (&[u8], &mut [u8]) = if slot.aux_used {
+                        (
+                            slot.buf.as_slice().get(..out_len).unwrap_or(&[]),
+                            slot.aux.as_mut_slice(),
+                        )
+                    } else if out_len > 0 {
+                        (slot.buf.as_slice().get(..out_len).unwrap_or(&[]), &mut [])
+                    } else {
+                        (&[], slot.buf.as_mut_slice())
+                    };
+                    // One data operation (the common case) runs directly, without
+                    // `run_plan`'s vector of outcomes.
+                    let single = match (plan.ops(), &l.backend) {
+                        // Plain pread/pwrite on the descriptor: no lock, no second ring (the
+                        // store's own synchronous path serialises on a mutex).
+                        ([op], Backend::File(s)) if !s.backing().is_direct() => {
+                            file_io(s.backing().file(), *op, data_out, data_in)
+                        }
+                        ([op], _) => run_one(backend, *op, data_out, data_in),
+                        _ => None,
+                    };
+                    if let Some(o) = single {
+                        lu.complete(nexus, cmd, core::slice::from_ref(&o))
+                    } else {
+                        let outcomes = rtgt_scsi::run_plan(backend, &plan, data_out, data_in);
+                        lu.complete(nexus, cmd, &outcomes)
+                    }
+                };
+                self.finish(sidx, id, &c);
+            }
+        }
+    }
+
+    /// Queues the next operation of a ring plan, or completes the command.
+    pub(crate) fn submit_next_op(&mut self, sidx: usize, id: TaskId) {
+        let Some(ctx) = self.sessions.get_mut(sidx) else {
+            return;
+        };
+        let SessionCtx {
+            slots,
+            nexus,
+            target,
+            ..
+        } = ctx;
+        let Some(slot) = slots.get_mut(id.slot()) else {
+            return;
+        };
+        let Some(l) = target.as_ref().and_then(|t| t.lun(slot.lun)) else {
+            return;
+        };
+        let Backend::File(store) = &l.backend else {
+            return;
+        };
+        let failed = slot
+            .outcomes
+            .last()
+            .is_some_and(|o| !matches!(o, IoOutcome::Done));
+        let op = slot
+            .plan
+            .as_ref()
+            .and_then(|p| p.ops().get(slot.next_op).copied());
+        let (Some(op), false) = (op, failed) else {
+            // Plan finished (or an operation failed: the rest must not run).
+            slot.plan = None;
+            let Some(cmd) = slot.cmd.take() else {
+                return;
+            };
+            let outcomes = core::mem::take(&mut slot.outcomes);
+            let c = l.lu.complete(nexus, cmd, &outcomes);
+            if let Some(slot) = self
+                .sessions
+                .get_mut(sidx)
+                .and_then(|c| c.slots.get_mut(id.slot()))
+            {
+                let mut outcomes = outcomes;
+                outcomes.clear();
+                slot.outcomes = outcomes;
+            }
+            self.finish(sidx, id, &c);
+            return;
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(store.backing().file());
+        let capacity = store.backing().size_bytes();
+        let align = store.backing().alignment().offset();
+        let kind = match op {
+            IoOp::Read { offset, len, buf } => {
+                let xfer = rtgt_uring::completion::Transfer::new(
+                    rtgt_uring::completion::Direction::Read,
+                    offset,
+                    len as usize,
+                    capacity,
+                    align,
+                );
+                slot.xfer = Some((xfer, op));
+                let fixed = if slot.aux_used {
+                    None
+                } else {
+                    slot.buf.fixed_index()
+                };
+                let base = if slot.aux_used {
+                    slot.aux.as_mut_slice()
+                } else {
+                    slot.buf.as_mut_slice()
+                };
+                let Some(dst) = base.get_mut(buf..buf + len as usize) else {
+                    slot.outcomes
+                        .push(IoOutcome::Failed(rtgt_scsi::BackendError::Other(
+                            "buffer".into(),
+                        )));
+                    slot.next_op += 1;
+                    return self.submit_next_op(sidx, id);
+                };
+                RingOpKind::Read {
+                    offset,
+                    ptr: dst.as_mut_ptr(),
+                    len: len as u32,
+                    fixed,
+                }
+            }
+            IoOp::Write {
+                offset,
+                len,
+                buf,
+                fua,
+            } => {
+                let xfer = rtgt_uring::completion::Transfer::new(
+                    rtgt_uring::completion::Direction::Write,
+                    offset,
+                    len as usize,
+                    capacity,
+                    align,
+                );
+                slot.xfer = Some((xfer, op));
+                let fixed = slot.buf.fixed_index();
+                let Some(src) = slot.buf.as_slice().get(buf..buf + len as usize) else {
+                    slot.outcomes
+                        .push(IoOutcome::Failed(rtgt_scsi::BackendError::Other(
+                            "buffer".into(),
+                        )));
+                    slot.next_op += 1;
+                    return self.submit_next_op(sidx, id);
+                };
+                RingOpKind::Write {
+                    offset,
+                    ptr: src.as_ptr(),
+                    len: len as u32,
+                    fixed,
+                    fua,
+                }
+            }
+            _ => {
+                slot.xfer = None;
+                RingOpKind::Flush
+            }
+        };
+        slot.io_pending = true;
+        self.ring_ops.push(RingOp {
+            sidx,
+            slot: id.slot(),
+            fd,
+            kind,
+        });
+    }
+
+    /// A ring operation of a task slot completed with `res` (bytes or -errno).
+    pub(crate) fn on_backend_done(&mut self, sidx: usize, slot_idx: usize, res: i32) {
+        let Some(ctx) = self.sessions.get_mut(sidx) else {
+            return;
+        };
+        let id = ctx.session_task_id(slot_idx);
+        let Some(slot) = ctx.slots.get_mut(slot_idx) else {
+            return;
+        };
+        slot.io_pending = false;
+        let Some(id) = id else {
+            return;
+        };
+        let outcome =
+            match slot.xfer.as_mut() {
+                None => match rtgt_uring::decode_result(res, "flush") {
+                    Ok(_) => IoOutcome::Done,
+                    Err(e) => IoOutcome::Failed(e),
+                },
+                Some((xfer, op)) => match xfer.on_result(res) {
+                    Ok(rtgt_uring::completion::Next::Done) => IoOutcome::Done,
+                    Ok(rtgt_uring::completion::Next::ZeroFill { buf_pos, len }) => {
+                        if let IoOp::Read { buf, .. } = *op {
+                            let base = if slot.aux_used {
+                                slot.aux.as_mut_slice()
+                            } else {
+                                slot.buf.as_mut_slice()
+                            };
+                            if let Some(z) = base.get_mut(buf + buf_pos..buf + buf_pos + len) {
+                                z.fill(0);
+                            }
+                        }
+                        IoOutcome::Done
+                    }
+                    Ok(rtgt_uring::completion::Next::Resubmit {
+                        offset,
+                        buf_pos,
+                        len,
+                    }) => {
+                        // A short transfer: submit the rest.
+                        let op = *op;
+                        let Some(fd) = ctx.target.as_ref().and_then(|t| t.lun(slot.lun)).and_then(
+                            |l| match &l.backend {
+                                Backend::File(s) => {
+                                    Some(std::os::fd::AsRawFd::as_raw_fd(s.backing().file()))
+                                }
+                                _ => None,
+                            },
+                        ) else {
+                            return;
+                        };
+                        let kind = match op {
+                            IoOp::Read { buf, .. } => {
+                                let fixed = if slot.aux_used {
+                                    None
+                                } else {
+                                    slot.buf.fixed_index()
+                                };
+                                let base = if slot.aux_used {
+                                    slot.aux.as_mut_slice()
+                                } else {
+                                    slot.buf.as_mut_slice()
+                                };
+                                base.get_mut(buf + buf_pos..buf + buf_pos + len).map(|d| {
+                                    RingOpKind::Read {
+                                        offset,
+                                        ptr: d.as_mut_ptr(),
+                                        len: len as u32,
+                                        fixed,
+                                    }
+                                })
+                            }
+                            IoOp::Write { buf, fua, .. } => {
+                                let fixed = slot.buf.fixed_index();
+                                slot.buf
+                                    .as_slice()
+                                    .get(buf + buf_pos..buf + buf_pos + len)
+                                    .map(|d| RingOpKind::Write {
+                                        offset,
+                                        ptr: d.as_ptr(),
+                                        len: len as u32,
+                                        fixed,
+                                        fua,
+                                    })
+                            }
+                            _ => None,
+                        };
+                        if let Some(kind) = kind {
+                            slot.io_pending = true;
+                            self.ring_ops.push(RingOp {
+                                sidx,
+                                slot: slot_idx,
+                                fd,
+                                kind,
+                            });
+                            return;
+                        }
+                        IoOutcome::Failed(rtgt_scsi::BackendError::Other("short transfer".into()))
+                    }
+                    Err(e) => IoOutcome::Failed(e),
+                },
+            };
+        slot.outcomes.push(outcome);
+        slot.next_op += 1;
+        self.submit_next_op(sidx, id);
+        self.drive_session(sidx);
+    }
+
+    /// Turns the SCSI layer's completion into the session's.
+    pub(crate) fn finish(&mut self, sidx: usize, id: TaskId, c: &rtgt_scsi::Completion) {
+        let cache = self.cache.as_ref();
+        let pool_size = self.pool_size;
+        let Some(ctx) = self.sessions.get_mut(sidx) else {
+            return;
+        };
+        let Some(slot) = ctx.slots.get_mut(id.slot()) else {
+            return;
+        };
+        let data_in_len = match &c.data_in {
+            DataIn::None => 0,
+            DataIn::Buffer { len } => {
+                if slot.aux_used {
+                    let n = (*len).min(slot.aux.len());
+                    slot.buf.ensure(n, cache, pool_size);
+                    if let (Some(dst), Some(src)) =
+                        (slot.buf.as_mut_slice().get_mut(..n), slot.aux.get(..n))
+                    {
+                        dst.copy_from_slice(src);
+                    }
+                    n
+                } else {
+                    (*len).min(slot.buf.as_slice().len())
+                }
+            }
+            DataIn::Owned(v) => {
+                slot.buf.ensure(v.len(), cache, pool_size);
+                if let Some(dst) = slot.buf.as_mut_slice().get_mut(..v.len()) {
+                    dst.copy_from_slice(v);
+                }
+                v.len()
+            }
+        };
+        let residual = match c.residual {
+            rtgt_scsi::Residual::None => rtgt_pdu::Residual::None,
+            rtgt_scsi::Residual::Underflow(n) => rtgt_pdu::Residual::Underflow(n),
+            rtgt_scsi::Residual::Overflow(n) => rtgt_pdu::Residual::Overflow(n),
+        };
+        let sense = c
+            .sense
+            .as_ref()
+            .map_or(&[][..], rtgt_scsi::SenseData::as_bytes);
+        ctx.session.complete_task(
+            id,
+            Completion {
+                status: ScsiStatus(c.status.get()),
+                sense,
+                data_in_len: u32::try_from(data_in_len).unwrap_or(u32::MAX),
+                residual,
+            },
+        );
+        if !c.abort_nexuses.is_empty() {
+            // PERSISTENT RESERVE OUT PREEMPT AND ABORT: the preempted nexuses lose their tasks.
+            let target: Arc<str> = ctx
+                .target
+                .as_ref()
+                .map_or_else(|| Arc::from(""), |t| Arc::from(t.name.as_str()));
+            let lun = ctx.slots.get(id.slot()).map(|s| s.lun);
+            self.shared.broadcast(|| Message::AbortNexuses {
+                target: target.clone(),
+                lun,
+                nexuses: c.abort_nexuses.clone(),
+            });
+        }
+    }
+
+    pub(crate) fn scsi_aborted(&mut self, sidx: usize, id: TaskId) {
+        // A task aborted while the engine holds it: a ring operation finishes on its own; a
+        // command parked behind the COMPARE AND WRITE gate is released now.
+        let Some(pos) = self.blocked.iter().position(|b| *b == (sidx, id)) else {
+            return;
+        };
+        self.blocked.swap_remove(pos);
+        let Some(ctx) = self.sessions.get_mut(sidx) else {
+            return;
+        };
+        let Some(slot) = ctx.slots.get_mut(id.slot()) else {
+            return;
+        };
+        if let (Some(cmd), Some(l)) = (
+            slot.cmd.take(),
+            ctx.target.as_ref().and_then(|t| t.lun(slot.lun)),
+        ) {
+            let c = l.lu.abort(cmd);
+            self.finish(sidx, id, &c);
+        } else {
+            ctx.session.complete_task(id, Completion::good(0));
+        }
+    }
+
+    pub(crate) fn release_slot(&mut self, sidx: usize, id: TaskId) {
+        let Some(ctx) = self.sessions.get_mut(sidx) else {
+            return;
+        };
+        if ctx.session.task_in_slot(id.slot()).is_some() {
+            // The slot already holds a newer task (the release event is stale).
+            return;
+        }
+        let Some(slot) = ctx.slots.get_mut(id.slot()) else {
+            return;
+        };
+        if let Some(cmd) = slot.cmd.take() {
+            if let Some(l) = ctx.target.as_ref().and_then(|t| t.lun(slot.lun)) {
+                let _ = l.lu.abort(cmd);
+            }
+        }
+        slot.plan = None;
+        slot.xfer = None;
+        slot.buf.release();
+    }
+
+    /// Retries commands parked behind the COMPARE AND WRITE gate.
+    pub(crate) fn retry_blocked(&mut self) {
+        if self.blocked.is_empty() {
+            return;
+        }
+        let list = core::mem::take(&mut self.blocked);
+        let mut touched = Vec::new();
+        for (sidx, id) in list {
+            self.scsi_execute(sidx, id);
+            if !touched.contains(&sidx) {
+                touched.push(sidx);
+            }
+        }
+        for sidx in touched {
+            self.drive_session(sidx);
+        }
+    }
+
+    pub(crate) fn lu_action(&mut self, sidx: usize, action: LuAction) {
+        let Some(ctx) = self.sessions.get(sidx) else {
+            return;
+        };
+        let Some(target) = ctx.target.clone() else {
+            return;
+        };
+        let serial = ctx.serial;
+        let name: Arc<str> = Arc::from(target.name.as_str());
+        match action {
+            LuAction::AbortTaskSet { lun, clear } => {
+                if clear {
+                    self.shared.broadcast(|| Message::ResetAbort {
+                        target: name.clone(),
+                        lun: Some(lun),
+                        except: serial,
+                        terminate: false,
+                    });
+                }
+            }
+            LuAction::LogicalUnitReset { lun } => {
+                if let Some(l) = target.lun(lun) {
+                    l.lu.reset(rtgt_scsi::ResetKind::LogicalUnit);
+                }
+                self.shared.broadcast(|| Message::ResetAbort {
+                    target: name.clone(),
+                    lun: Some(lun),
+                    except: serial,
+                    terminate: false,
+                });
+            }
+            LuAction::TargetReset { cold } => {
+                let kind = if cold {
+                    rtgt_scsi::ResetKind::TargetCold
+                } else {
+                    rtgt_scsi::ResetKind::TargetWarm
+                };
+                for l in &target.luns {
+                    l.lu.reset(kind);
+                }
+                self.shared.broadcast(|| Message::ResetAbort {
+                    target: name.clone(),
+                    lun: None,
+                    except: serial,
+                    terminate: cold,
+                });
+            }
+            LuAction::ClearAca { .. } => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ messages
+}
+
+/// Runs a single data operation directly (the common case), avoiding `run_plan`'s vector.
+fn run_one(
+    backend: &dyn rtgt_scsi::BlockBackend,
+    op: IoOp,
+    data_out: &[u8],
+    data_in: &mut [u8],
+) -> Option<IoOutcome> {
+    let r = match op {
+        IoOp::Read { offset, len, buf } => {
+            let dst = data_in.get_mut(buf..buf + len as usize)?;
+            backend.read_at(offset, dst)
+        }
+        IoOp::Write {
+            offset,
+            len,
+            buf,
+            fua,
+        } => {
+            let src = data_out.get(buf..buf + len as usize)?;
+            backend.write_at(offset, src, fua)
+        }
+        IoOp::Flush => backend.flush(),
+        _ => return None,
+    };
+    Some(match r {
+        Ok(()) => IoOutcome::Done,
+        Err(e) => IoOutcome::Failed(e),
+    })
+}
+
+/// Reads or writes a file directly with pread/pwrite (readiness engine, and files in memory on
+/// either engine). A read past the end of a file inside the logical unit returns zeros (SBC-4
+/// §4.7: every LBA up to the capacity is readable); FUA makes the write durable with
+/// fdatasync. Other operations return `None` (the store runs them).
+fn file_io(
+    file: &std::fs::File,
+    op: IoOp,
+    data_out: &[u8],
+    data_in: &mut [u8],
+) -> Option<IoOutcome> {
+    use std::os::unix::fs::FileExt;
+    let failed = |e: &std::io::Error, what| IoOutcome::Failed(rtgt_uring::io_to_backend(e, what));
+    match op {
+        IoOp::Read { offset, len, buf } => {
+            let dst = data_in.get_mut(buf..buf + usize::try_from(len).ok()?)?;
+            let mut done = 0;
+            while done < dst.len() {
+                let rest = dst.get_mut(done..)?;
+                match file.read_at(rest, offset + done as u64) {
+                    Ok(0) => {
+                        rest.fill(0);
+                        break;
+                    }
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Some(failed(&e, "read")),
+                }
+            }
+            Some(IoOutcome::Done)
+        }
+        IoOp::Write {
+            offset,
+            len,
+            buf,
+            fua,
+        } => {
+            let src = data_out.get(buf..buf + usize::try_from(len).ok()?)?;
+            if let Err(e) = file.write_all_at(src, offset) {
+                return Some(failed(&e, "write"));
+            }
+            if fua {
+                if let Err(e) = file.sync_data() {
+                    return Some(failed(&e, "fdatasync"));
+                }
+            }
+            Some(IoOutcome::Done)
+        }
+        _ => None,
+    }
+}

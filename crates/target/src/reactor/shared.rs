@@ -1,0 +1,165 @@
+//! State shared by every reactor and the acceptor: the runtime catalog, the session table
+//! (RFC 7143 §4.4.3 session identity, TSIH allocation — touched only at login and session
+//! end, under one mutex), counters, and the crossbeam channels reactors talk over (new
+//! connections, MC/S hand-offs, reinstatement, resets, shutdown).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crossbeam_channel::Sender;
+use rtgt_pdu::Framer;
+use rtgt_scsi::NexusId;
+use rtgt_session::table::SessionTable;
+use rtgt_session::target::Transmit;
+use rtgt_session::target::login::{LoginConnection, SessionRequest};
+
+use crate::runtime::Runtime;
+
+/// Where a session lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionLoc {
+    pub reactor: usize,
+    /// Distinguishes a session from a later one with the same TSIH.
+    pub serial: u64,
+}
+
+/// Addresses of an accepted connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tpgt: u16,
+}
+
+/// A connection moving to the reactor that owns the session it joins.
+pub(crate) struct Handoff {
+    pub stream: mio::net::TcpStream,
+    pub info: ConnInfo,
+    pub framer: Framer,
+    pub login: Box<LoginConnection>,
+    pub request: SessionRequest,
+    pub txq: std::collections::VecDeque<Transmit>,
+}
+
+/// What reactors tell each other.
+pub(crate) enum Message {
+    /// A connection from the acceptor.
+    NewConn(mio::net::TcpStream, ConnInfo),
+    /// A connection joining one of our sessions.
+    Adopt(Box<Handoff>),
+    /// End this session (it was reinstated elsewhere).
+    Terminate { tsih: u16, serial: u64 },
+    /// Another session reset a logical unit (or the target): abort our tasks there.
+    ResetAbort {
+        target: Arc<str>,
+        lun: Option<u16>,
+        except: u64,
+        terminate: bool,
+    },
+    /// PREEMPT AND ABORT: these nexuses lose their tasks.
+    AbortNexuses {
+        target: Arc<str>,
+        lun: Option<u16>,
+        nexuses: Vec<NexusId>,
+    },
+    /// A COMPARE AND WRITE range was released; retry parked commands.
+    Unblocked,
+    /// Stop.
+    Shutdown,
+}
+
+/// How a reactor is woken.
+pub(crate) enum Waker {
+    /// Write a byte to this socket (io_uring reactor reads the other end).
+    Socket(std::os::unix::net::UnixStream),
+    /// mio's waker (readiness reactor).
+    Mio(mio::Waker),
+}
+
+impl Waker {
+    pub(crate) fn wake(&self) {
+        match self {
+            Self::Socket(s) => {
+                use std::io::Write as _;
+                let _ = (&*s).write(&[1]);
+            }
+            Self::Mio(w) => {
+                let _ = w.wake();
+            }
+        }
+    }
+}
+
+/// A reactor as seen from outside.
+pub(crate) struct ReactorHandle {
+    pub tx: Sender<Message>,
+    pub waker: Waker,
+    /// Connections on it (load for the acceptor).
+    pub load: AtomicUsize,
+}
+
+/// Everything reactors share.
+pub(crate) struct Shared {
+    pub runtime: Arc<Runtime>,
+    pub table: Mutex<SessionTable<SessionLoc>>,
+    pub reactors: OnceLock<Vec<ReactorHandle>>,
+    pub next_serial: AtomicU64,
+    pub next_nexus: AtomicU32,
+    pub shutdown: AtomicBool,
+    fallback_load: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+        Self {
+            runtime,
+            table: Mutex::new(SessionTable::new()),
+            reactors: OnceLock::new(),
+            next_serial: AtomicU64::new(1),
+            next_nexus: AtomicU32::new(1),
+            shutdown: AtomicBool::new(false),
+            fallback_load: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn load(&self, reactor: usize) -> &AtomicUsize {
+        self.reactors
+            .get()
+            .and_then(|r| r.get(reactor))
+            .map_or(&self.fallback_load, |h| &h.load)
+    }
+
+    /// Sends a message to a reactor and wakes it.
+    pub(crate) fn send(&self, reactor: usize, msg: Message) {
+        if let Some(h) = self.reactors.get().and_then(|r| r.get(reactor)) {
+            if h.tx.send(msg).is_ok() {
+                h.waker.wake();
+            }
+        }
+    }
+
+    /// Sends a message built by `f` to every reactor.
+    pub(crate) fn broadcast(&self, f: impl Fn() -> Message) {
+        if let Some(all) = self.reactors.get() {
+            for h in all {
+                if h.tx.send(f()).is_ok() {
+                    h.waker.wake();
+                }
+            }
+        }
+    }
+
+    /// The reactor with the fewest connections.
+    pub(crate) fn least_loaded(&self) -> usize {
+        self.reactors
+            .get()
+            .and_then(|r| {
+                r.iter()
+                    .enumerate()
+                    .min_by_key(|(_, h)| h.load.load(Ordering::Relaxed))
+                    .map(|(i, _)| i)
+            })
+            .unwrap_or(0)
+    }
+}
