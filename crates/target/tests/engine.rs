@@ -123,6 +123,11 @@ fn libiscsi_tools_see_the_target() {
         .output()
         .is_err()
     {
+        // scripts/install-deps installs libiscsi-bin; under CI its absence is a failure.
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "libiscsi-bin (iscsi-inq) is required when CI=true"
+        );
         eprintln!("libiscsi-bin not installed; skipping");
         return;
     }

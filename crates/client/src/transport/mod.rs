@@ -1,0 +1,42 @@
+//! Byte-stream transports for iSCSI (RFC 7143 §4.1: iSCSI over TCP; RFC 7145 iSER will plug in
+//! beside it). The initiator's session code talks to a [`Transport`]; the pipelined engine
+//! additionally registers the transport's descriptor with its event loop.
+
+mod tcp;
+
+pub use tcp::TcpTransport;
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// A connected, bidirectional byte stream to a target portal.
+pub trait Transport: Read + Write + AsRawFd + Send {
+    /// Switches between blocking (login, management commands) and non-blocking (the engine).
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
+    /// Read timeout for blocking use (`None`: wait forever).
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Closes both directions (the peer sees end of stream).
+    fn shutdown(&self) -> io::Result<()>;
+    /// The peer's address, for messages.
+    fn peer(&self) -> String;
+}
+
+/// Writes all of `bufs`, advancing through partial writes (blocking transports).
+pub fn write_all_vectored(w: &mut dyn Write, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "connection closed",
+                ));
+            }
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
