@@ -5,9 +5,12 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rtgt_client::bench::{self, BenchConfig};
+use rtgt_client::engine::Progress;
 use rtgt_client::verify::{self, VerifyConfig};
 use rtgt_client::workload::Pattern;
 use rtgt_client::{Client, torture};
@@ -105,15 +108,21 @@ fn acknowledged_writes_survive_sigkill_mid_write() {
     cfg.time = Some(Duration::from_secs(30));
     cfg.range = Some((0, 16 << 20));
     cfg.fua_pct = 50;
-    // Kill the target while the writes are in full flow.
+    // Kill the target while the writes are in full flow: once a few hundred IOs have completed
+    // (on a loaded machine login alone can take longer than any fixed delay).
     let pid = t.pid();
+    let progress = Arc::new(Progress::default());
+    let seen = Arc::clone(&progress);
     let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(700));
+        let deadline = std::time::Instant::now() + Duration::from_secs(25);
+        while seen.ios.load(Ordering::Relaxed) < 500 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();
     });
-    let r = verify::run(&cfg, None).unwrap();
+    let r = verify::run(&cfg, Some(progress)).unwrap();
     killer.join().unwrap();
     assert!(
         r.interrupted.is_some(),
