@@ -26,6 +26,10 @@ struct Cli {
     /// Listen address (repeatable); without --config it replaces the default portal.
     #[arg(long, value_name = "ADDR")]
     listen: Vec<String>,
+    /// A portal with its transport, [tcp:|iser:]ADDR (repeatable; one portal group each):
+    /// replaces the portals, next to a --listen group. iser: needs RDMA support.
+    #[arg(long, value_name = "SPEC")]
+    portal: Vec<String>,
     /// Name of the (first) target.
     #[arg(long, value_name = "IQN")]
     target: Option<String>,
@@ -109,7 +113,7 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr: `RUST_LOG` when set, else the configured `[log] level`; `[log] format =
-/// "json"` emits one JSON object per line.
+/// "json"` emits one JSON object per line, `"compact"` shorter lines.
 fn init_logging(log: Option<&LogConfig>) {
     let level = log.map_or("info", |l| l.level.as_str());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -117,10 +121,10 @@ fn init_logging(log: Option<&LogConfig>) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if log.is_some_and(|l| l.format == LogFormat::Json) {
-        builder.json().init();
-    } else {
-        builder.init();
+    match log.map_or(LogFormat::Text, |l| l.format) {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Compact => builder.compact().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
@@ -191,11 +195,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         None => {}
     }
-    let caps = Capabilities::default();
+    let caps = Capabilities {
+        iser: rtgt_target::iser::RDMA_SUPPORT,
+        ..Capabilities::default()
+    };
     let overrides = Overrides {
         listen: cli.listen,
         target: cli.target,
         luns: cli.lun,
+        portals: cli.portal,
     };
     if let Some(path) = cli.check_config {
         let config = Config::load_with(&path, caps, &overrides).map_err(|e| e.to_string())?;

@@ -13,7 +13,7 @@ use rtgt_session::initiator::{
 use rtgt_session::params::SessionType;
 
 use crate::error::{ClientError, Result};
-use crate::transport::TcpTransport;
+use crate::transport::{IserFabric, IserOptions, TcpTransport, Transport};
 use crate::url::{IscsiUrl, Portal};
 use crate::wire::PduStream;
 
@@ -45,6 +45,21 @@ impl DigestChoice {
     }
 }
 
+/// Which transport connections use.
+#[derive(Debug, Clone, Default)]
+pub enum TransportChoice {
+    /// iSCSI over TCP (RFC 7143).
+    #[default]
+    Tcp,
+    /// iSER (RFC 7145) over `fabric`, with these settings.
+    Iser {
+        /// Where the RDMA verbs come from.
+        fabric: IserFabric,
+        /// The iSER settings.
+        options: IserOptions,
+    },
+}
+
 /// Everything a connection needs besides the target's address.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -74,6 +89,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// NOP-Out keepalive interval in full feature phase.
     pub nop_interval: Option<Duration>,
+    /// TCP, or iSER.
+    pub transport: TransportChoice,
 }
 
 impl Default for ConnectOptions {
@@ -92,6 +109,7 @@ impl Default for ConnectOptions {
             max_connections: 1,
             timeout: Duration::from_secs(10),
             nop_interval: Some(Duration::from_secs(15)),
+            transport: TransportChoice::Tcp,
         }
     }
 }
@@ -112,9 +130,10 @@ impl ConnectOptions {
         self
     }
 
-    /// The negotiation preferences these options describe.
+    /// The negotiation preferences these options describe (with iSER: RDMAExtensions and
+    /// the iSER keys, no digests).
     pub fn local_config(&self) -> LocalConfig {
-        LocalConfig {
+        let mut c = LocalConfig {
             header_digests: self.header_digest.offer(),
             data_digests: self.data_digest.offer(),
             max_connections: self.max_connections.max(1),
@@ -125,7 +144,28 @@ impl ConnectOptions {
             first_burst_length: self.first_burst_length.min(self.max_burst_length),
             max_outstanding_r2t: self.max_outstanding_r2t.max(1),
             ..LocalConfig::default()
+        };
+        if let TransportChoice::Iser { options, .. } = &self.transport {
+            options.apply(&mut c);
         }
+        c
+    }
+
+    /// Connects the transport to `portal`.
+    pub fn connect_transport(&self, portal: &Portal) -> Result<Box<dyn Transport>> {
+        Ok(match &self.transport {
+            TransportChoice::Tcp => Box::new(TcpTransport::connect(portal, self.timeout)?),
+            TransportChoice::Iser { fabric, options } => {
+                let addr: std::net::SocketAddr =
+                    portal.socket_addr_string().parse().map_err(|_| {
+                        ClientError::Config(format!(
+                            "iSER needs an IP address and port, not {}",
+                            portal.socket_addr_string()
+                        ))
+                    })?;
+                Box::new(fabric.connect(addr, options)?)
+            }
+        })
     }
 }
 
@@ -164,8 +204,8 @@ pub fn login(
 ) -> Result<(PduStream, LoginOutcome)> {
     let mut portal = portal.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let transport = TcpTransport::connect(&portal, opts.timeout)?;
-        let mut stream = PduStream::new(Box::new(transport), opts.timeout);
+        let transport = opts.connect_transport(&portal)?;
+        let mut stream = PduStream::new(transport, opts.timeout);
         match login_on(&mut stream, opts, spec) {
             Ok(outcome) => return Ok((stream, outcome)),
             Err(ClientError::Login(LoginError::Redirected { address, .. })) => {
@@ -219,7 +259,12 @@ pub fn login_on(
         };
         match login.on_response(&h, &resp.data)? {
             LoginStep::Send(next) => pdu = next,
-            LoginStep::Done(outcome) => {
+            LoginStep::Done(mut outcome) => {
+                // iSER: the stream is local from here on; its segment limit is the bridge's.
+                if let Some(segment) = stream.transport().login_complete(&outcome.negotiated)? {
+                    outcome.connection.max_recv_data_segment_length = segment;
+                    outcome.connection.max_xmit_data_segment_length = segment;
+                }
                 stream.enter_full_feature(
                     outcome.negotiated.digests(),
                     outcome.connection.max_recv_data_segment_length,

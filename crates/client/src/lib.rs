@@ -27,7 +27,7 @@ pub mod wire;
 pub mod workload;
 
 pub use client::{Client, CommandResult, DataDir, discover};
-pub use connect::{ConnectOptions, DigestChoice};
+pub use connect::{ConnectOptions, DigestChoice, TransportChoice};
 pub use error::{ClientError, Result};
 pub use rtgt_session::initiator::ChapCredentials;
 pub use url::{IscsiUrl, Portal, UrlError};

@@ -76,6 +76,11 @@ impl PduStream {
         self.transport.peer()
     }
 
+    /// The transport.
+    pub fn transport(&self) -> &dyn Transport {
+        self.transport.as_ref()
+    }
+
     /// Sends a whole PDU with the digests in force.
     pub fn send_pdu(&mut self, pdu: &Pdu) -> Result<()> {
         let bytes = pdu

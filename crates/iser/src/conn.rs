@@ -321,6 +321,11 @@ impl<V: Verbs> Core<V> {
         !self.tx_free.is_empty()
     }
 
+    /// Sends posted and not yet completed.
+    pub fn tx_outstanding(&self) -> usize {
+        (self.geometry.tx_slots as usize).saturating_sub(self.tx_free.len())
+    }
+
     /// Returns a send slot after its completion.
     pub fn tx_completed(&mut self, slot: u32) {
         if slot < self.geometry.tx_slots && !self.tx_free.contains(&slot) {

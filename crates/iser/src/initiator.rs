@@ -343,9 +343,11 @@ impl<V: Verbs> IserInitiator<V> {
             Ok(p) => p,
             Err(e) => return Err(self.core.fail(e.into())),
         };
-        self.to_target.set_limit(p.max_outstanding_unexpected_pdus);
-        self.from_target
-            .set_limit(p.max_outstanding_unexpected_pdus);
+        // We send what the target declared (no limit when it declared 0 or
+        // nothing) and accept what we declared.
+        self.to_target
+            .set_limit(p.send_unexpected_pdus.unwrap_or(u32::MAX));
+        self.from_target.set_limit(p.recv_unexpected_pdus);
         self.core.geometry.tx_data = self
             .core
             .geometry
@@ -574,6 +576,32 @@ impl<V: Verbs> IserInitiator<V> {
                 aborted: false,
             },
         );
+        Ok(())
+    }
+
+    /// Sends a SCSI Command whose iSER header advertises `iser` as given —
+    /// STags this connection did not bind, nothing tracked, nothing
+    /// invalidated: a hostile initiator, for tests of a target's STag checks
+    /// (RFC 7145 §10: a remote access error ends the connection).
+    #[cfg(feature = "test-utils")]
+    pub fn send_command_raw(
+        &mut self,
+        cmd: &ScsiCommand,
+        iser: &IserHeader,
+    ) -> Result<(), IserError> {
+        self.core.check_open()?;
+        if self.core.phase != Phase::FullFeature {
+            return Err(IserError::WrongPhase("a SCSI Command"));
+        }
+        self.core.send(
+            iser,
+            Some(&PduHeader::ScsiCommand(*cmd)),
+            &[],
+            &[],
+            &[],
+            SendOp::Send,
+            0,
+        )?;
         Ok(())
     }
 
@@ -944,6 +972,23 @@ impl<V: Verbs> IserInitiator<V> {
             }
             _ => self.events.push_back(InitiatorEvent::Pdu(rx)),
         }
+        Ok(())
+    }
+
+    /// Ends a task locally, without a response of its own: one that a task
+    /// management function other than ABORT TASK terminated (ABORT TASK SET,
+    /// CLEAR TASK SET, LOGICAL UNIT RESET, TARGET RESET; RFC 7145 §7.2.4).
+    /// Its STags are invalidated; its buffers count as in flight until that
+    /// has completed. A task whose response already arrived, or an unknown
+    /// ITT, is left alone.
+    pub fn abort_local(&mut self, itt: Itt) -> Result<(), IserError> {
+        self.core.check_open()?;
+        match self.tasks.get_mut(&itt) {
+            Some(t) if t.delivery.is_none() => t.aborted = true,
+            _ => return Ok(()),
+        }
+        self.end_task(itt, None)?;
+        self.try_finish(itt);
         Ok(())
     }
 

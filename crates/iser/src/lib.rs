@@ -15,6 +15,7 @@
 //! | [`target`] | target connection: Data-In → RDMA Write, R2T → RDMA Read (§7.3) |
 //! | [`initiator`] | initiator connection: STag advertisement and invalidation (§7.2) |
 //! | [`memory`] | registered buffers; NUMA pool registration |
+//! | [`taskbuf`] | an engine's task buffers, lent to RDMA operations (§4.2, §7.3.5, §7.3.6) |
 //! | [`error`] | errors and their meaning (§10) |
 //!
 //! # How the session layer uses it
@@ -61,6 +62,7 @@ pub mod message;
 pub mod rdma;
 pub mod soft;
 pub mod target;
+pub mod taskbuf;
 pub mod verbs;
 
 pub use conn::{Phase, RecvPdu};
@@ -68,3 +70,4 @@ pub use error::{IserError, ProtocolError};
 pub use initiator::{CommandIo, InitiatorConfig, InitiatorEvent, IserInitiator};
 pub use login::{IserLimits, IserParams};
 pub use target::{IserTarget, Outbound, SolicitedData, TargetConfig, TargetEvent};
+pub use taskbuf::{TaskBuffer, TaskMemory};

@@ -7,7 +7,14 @@
 //! InfiniBand and RoCE, and what Linux ib_iser/ib_isert do). The initiator
 //! offers `RDMAExtensions=Yes` in the operational stage of the leading
 //! connection, with `TargetRecvDataSegmentLength`,
-//! `InitiatorRecvDataSegmentLength` and `MaxOutstandingUnexpectedPDUs`;
+//! `InitiatorRecvDataSegmentLength` and its `MaxOutstandingUnexpectedPDUs`
+//! declaration; the target declares its own (§6.7: the key is declarative,
+//! each side states how many unexpected control PDUs it can receive, 0 for
+//! no limit). Each side sends no more than the peer declared and accepts no
+//! more than it declared itself. An initiator that never declares (Linux
+//! `ib_iser`) is taken as "no limit" for what the target sends, and is held
+//! to the target's declaration, which is why [`IserLimits::default`] allows
+//! 8: Linux initiators keep up to 6 control PDUs outstanding.
 //! `MaxRecvDataSegmentLength` is irrelevant once RDMA extensions are on, and
 //! digests are not used (the RDMA transport checks integrity). A login that
 //! ends with `RDMAExtensions=No` cannot continue on an RDMA connection: the
@@ -25,16 +32,23 @@ pub struct IserLimits {
     pub target_recv_data_segment_length: u32,
     /// Largest data segment the initiator can receive.
     pub initiator_recv_data_segment_length: u32,
-    /// Unexpected PDUs this side can take beyond the CmdSN window (at least 2).
+    /// Unexpected PDUs this side can receive beyond the CmdSN window (at
+    /// least 2): its MaxOutstandingUnexpectedPDUs declaration, backed by as
+    /// many extra receive buffers.
     pub max_outstanding_unexpected_pdus: u32,
 }
+
+/// Unexpected control PDUs a side accepts by default: Linux initiators
+/// (which never declare the key) keep up to 6 outstanding (2 NOP-Out, 1
+/// Text, 2 task management, 1 Logout), so 8 leaves them room.
+pub const DEFAULT_UNEXPECTED_PDUS: u32 = 8;
 
 impl Default for IserLimits {
     fn default() -> Self {
         Self {
             target_recv_data_segment_length: 8192,
             initiator_recv_data_segment_length: 8192,
-            max_outstanding_unexpected_pdus: 4,
+            max_outstanding_unexpected_pdus: DEFAULT_UNEXPECTED_PDUS,
         }
     }
 }
@@ -72,7 +86,7 @@ impl IserLimits {
     /// IserLimits::default().apply(&mut cfg);
     /// assert!(cfg.rdma_extensions);
     /// assert_eq!(cfg.header_digests, vec![Digest::None]);
-    /// assert_eq!(cfg.max_outstanding_unexpected_pdus, 4);
+    /// assert_eq!(cfg.max_outstanding_unexpected_pdus, 8);
     /// ```
     pub fn apply(&self, config: &mut LocalConfig) {
         config.rdma_extensions = true;
@@ -91,8 +105,12 @@ pub struct IserParams {
     pub target_recv_data_segment_length: u32,
     /// Largest data segment the initiator receives (target → initiator).
     pub initiator_recv_data_segment_length: u32,
-    /// Outstanding unexpected PDUs each side may send the other.
-    pub max_outstanding_unexpected_pdus: u32,
+    /// Unexpected PDUs the peer may have outstanding towards this side: this
+    /// side's declaration (what its receive buffers are sized for).
+    pub recv_unexpected_pdus: u32,
+    /// Unexpected PDUs this side may have outstanding towards the peer: the
+    /// peer's declaration; `None` when it declared 0 or nothing (no limit).
+    pub send_unexpected_pdus: Option<u32>,
     /// FirstBurstLength (unsolicited data limit).
     pub first_burst_length: u32,
     /// InitialR2T (no unsolicited Data-Out when true).
@@ -105,8 +123,10 @@ pub struct IserParams {
 
 impl IserParams {
     /// Checks that a finished login allows iSER full feature phase and
-    /// extracts its parameters. `local` are this side's limits: a
-    /// negotiated unexpected-PDU limit of 0 ("no limit") is held to them.
+    /// extracts its parameters. `local` are this side's limits: what it
+    /// accepts is its own declaration (`local`, the value
+    /// [`IserLimits::apply`] declared), what it sends is bounded by the
+    /// peer's (none when the peer declared 0 or never declared).
     pub fn from_negotiated(
         p: &NegotiatedParams,
         local: &IserLimits,
@@ -117,14 +137,20 @@ impl IserParams {
         if p.header_digest != Digest::None || p.data_digest != Digest::None {
             return Err(ProtocolError::DigestsNegotiated);
         }
-        let unexpected = match p.max_outstanding_unexpected_pdus {
+        // Our declaration is `local`'s (`apply` declared it); a different
+        // value in `p` can only be smaller, and buffers exist for `local`'s.
+        let recv = match p.max_outstanding_unexpected_pdus {
             0 => local.max_outstanding_unexpected_pdus,
             n => n.min(local.max_outstanding_unexpected_pdus),
         };
         Ok(Self {
             target_recv_data_segment_length: p.target_recv_data_segment_length,
             initiator_recv_data_segment_length: p.initiator_recv_data_segment_length,
-            max_outstanding_unexpected_pdus: unexpected,
+            recv_unexpected_pdus: recv,
+            send_unexpected_pdus: match p.peer_max_outstanding_unexpected_pdus {
+                0 => None,
+                n => Some(n),
+            },
             first_burst_length: p.first_burst_length,
             initial_r2t: p.initial_r2t,
             immediate_data: p.immediate_data,
@@ -154,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn iser_keys_negotiate_to_the_minimum() {
+    fn iser_lengths_negotiate_to_the_minimum_and_unexpected_pdus_are_declared() {
         let mut ini = LocalConfig {
             name: Some("iqn.2024-01.org.example:i".into()),
             target_name: Some("iqn.2024-01.org.example:t".into()),
@@ -174,11 +200,49 @@ mod tests {
         };
         tlim.apply(&mut tgt);
         let (pi, pt) = login(ini, tgt);
-        assert_eq!(pi, pt);
         let p = IserParams::from_negotiated(&pt, &tlim).unwrap();
         assert_eq!(p.target_recv_data_segment_length, 16_384);
         assert_eq!(p.initiator_recv_data_segment_length, 65_536);
-        assert_eq!(p.max_outstanding_unexpected_pdus, 4);
+        // The target accepts what it declared and sends what the initiator declared.
+        assert_eq!(
+            (p.recv_unexpected_pdus, p.send_unexpected_pdus),
+            (4, Some(8))
+        );
+        let ilim = IserLimits {
+            max_outstanding_unexpected_pdus: 8,
+            ..tlim
+        };
+        let q = IserParams::from_negotiated(&pi, &ilim).unwrap();
+        assert_eq!(
+            (q.recv_unexpected_pdus, q.send_unexpected_pdus),
+            (8, Some(4))
+        );
+        assert_eq!(
+            q.target_recv_data_segment_length,
+            p.target_recv_data_segment_length
+        );
+    }
+
+    /// Linux `ib_iser` never declares MaxOutstandingUnexpectedPDUs: the
+    /// target sends without limit and accepts its own default of 8, enough
+    /// for the 6 control PDUs Linux keeps outstanding.
+    #[test]
+    fn an_initiator_that_never_declares_is_not_limited_and_gets_the_default_allowance() {
+        let mut ini = LocalConfig {
+            name: Some("iqn.2024-01.org.example:i".into()),
+            target_name: Some("iqn.2024-01.org.example:t".into()),
+            ..LocalConfig::default()
+        };
+        IserLimits::default().apply(&mut ini);
+        // Declaring 0 means what not declaring means (no limit; the pdu crate
+        // tests a login without the key).
+        ini.max_outstanding_unexpected_pdus = 0;
+        let mut tgt = LocalConfig::default();
+        IserLimits::default().apply(&mut tgt);
+        let (_, pt) = login(ini, tgt);
+        let p = IserParams::from_negotiated(&pt, &IserLimits::default()).unwrap();
+        assert_eq!(p.send_unexpected_pdus, None);
+        assert!(p.recv_unexpected_pdus >= 6);
     }
 
     #[test]

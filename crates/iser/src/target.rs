@@ -43,6 +43,7 @@ use crate::error::{IserError, ProtocolError};
 use crate::header::{CmPrivateData, HelloReply, IserHeader, Stag};
 use crate::login::{IserLimits, IserParams};
 use crate::message::{self, Message};
+use crate::taskbuf::{Lease, TaskBuffer};
 use crate::verbs::{
     CmEvent, ConnectRequest, Endpoint, QueuePair, RemoteAddr, SendOp, SendWr, Sge, Verbs, WcOpcode,
     WcStatus, WorkCompletion,
@@ -91,6 +92,8 @@ pub struct SolicitedData {
     pub len: u32,
     /// The initiator's last ExpStatSN seen on this connection.
     pub exp_stat_sn: Sn,
+    /// The tag given to [`IserTarget::send_r2t`] (0 for [`Outbound::R2t`]).
+    pub tag: u64,
 }
 
 impl SolicitedData {
@@ -127,6 +130,8 @@ pub enum TargetEvent {
         buffer_offset: u32,
         /// Bytes written.
         len: u32,
+        /// The tag given to [`IserTarget::send_data_in`] (0 for [`Outbound::DataIn`]).
+        tag: u64,
     },
     /// An aborted task's last RDMA operation finished: the task management
     /// response may be sent.
@@ -171,6 +176,8 @@ pub enum Outbound<'a> {
 
 #[derive(Debug)]
 struct Task {
+    /// Distinguishes this task from a later one with the same ITT.
+    serial: u64,
     lun: Lun,
     read: Option<Stag>,
     write: Option<Stag>,
@@ -181,16 +188,24 @@ struct Task {
     aborted: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct RdmaOp {
     itt: Itt,
+    /// The serial of the task that posted it (its ITT may be reused after
+    /// the task's response, while the operation is still outstanding).
+    serial: u64,
     ttt: Ttt,
     offset: u32,
     len: u32,
+    tag: u64,
+    /// The buffer's hold, released (dropped) when the operation is over.
+    _lease: Option<Lease>,
 }
 
 /// The target side of one iSER connection.
 pub struct IserTarget<V: Verbs> {
+    // Declared (so dropped) before `ops`: the queue pair is destroyed before
+    // the buffer leases of its outstanding operations end.
     core: Core<V>,
     config: TargetConfig,
     peer: CmPrivateData,
@@ -206,6 +221,7 @@ pub struct IserTarget<V: Verbs> {
     hello_done: bool,
     final_login_sent: bool,
     failure_reported: bool,
+    next_serial: u64,
 }
 
 impl<V: Verbs> core::fmt::Debug for IserTarget<V> {
@@ -267,7 +283,7 @@ impl<V: Verbs> IserTarget<V> {
             remote_invalidate,
             params: None,
             tasks: HashMap::with_capacity(config.queue_depth as usize * 2),
-            ops: vec![None; config.max_rdma_ops as usize],
+            ops: (0..config.max_rdma_ops).map(|_| None).collect(),
             ops_free: (0..config.max_rdma_ops).rev().collect(),
             events: VecDeque::with_capacity(64),
             from_initiator: Tracker::new(Direction::ToTarget, unexpected),
@@ -276,6 +292,7 @@ impl<V: Verbs> IserTarget<V> {
             hello_done: false,
             final_login_sent: false,
             failure_reported: false,
+            next_serial: 0,
         })
     }
 
@@ -382,10 +399,11 @@ impl<V: Verbs> IserTarget<V> {
             Ok(p) => p,
             Err(e) => return Err(self.core.fail(e.into())),
         };
-        self.from_initiator
-            .set_limit(p.max_outstanding_unexpected_pdus);
+        // We accept what we declared; we send what the initiator declared
+        // (no limit when it declared 0 or nothing).
+        self.from_initiator.set_limit(p.recv_unexpected_pdus);
         self.to_initiator
-            .set_limit(p.max_outstanding_unexpected_pdus);
+            .set_limit(p.send_unexpected_pdus.unwrap_or(u32::MAX));
         // Send buffers never carry more than the initiator may receive.
         self.core.geometry.tx_data = self
             .core
@@ -403,8 +421,8 @@ impl<V: Verbs> IserTarget<V> {
         self.core.check_open()?;
         match out {
             Outbound::Pdu { header, ahs, data } => self.send_pdu(header, ahs, data),
-            Outbound::DataIn { header, source } => self.put_data(header, source),
-            Outbound::R2t { header, sink } => self.get_data(header, sink),
+            Outbound::DataIn { header, source } => self.put_data(header, source, 0, None),
+            Outbound::R2t { header, sink } => self.get_data(header, sink, 0, None),
         }
     }
 
@@ -520,7 +538,70 @@ impl<V: Verbs> IserTarget<V> {
         Ok(i)
     }
 
-    fn put_data(&mut self, h: &DataIn, source: &[Sge]) -> Result<(), IserError> {
+    /// Sends a Data-In whose payload is `buf[offset..offset + len]` as an
+    /// RDMA Write (none when `len` is 0), followed by a SCSI Response when
+    /// the Data-In carries status. The buffer is lent for reading until the
+    /// write is over: [`TargetEvent::DataSent`] with `tag` reports it (or,
+    /// after the connection ended, nothing; see [`TaskBuffer`]).
+    pub fn send_data_in(
+        &mut self,
+        header: &DataIn,
+        buf: &TaskBuffer<V::Mr>,
+        offset: usize,
+        len: usize,
+        tag: u64,
+    ) -> Result<(), IserError> {
+        self.core.check_open()?;
+        if len == 0 {
+            return self.put_data(header, &[], tag, None);
+        }
+        let (sge, lease) = buf.lend_for_read(offset, len).ok_or(IserError::DataRange {
+            offset: header.buffer_offset,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        })?;
+        self.put_data(header, &[sge], tag, Some(lease))
+    }
+
+    /// Sends an R2T as an RDMA Read of its Desired Data Transfer Length into
+    /// `buf` at `offset`. The buffer is lent for writing until the read is
+    /// over: [`TargetEvent::SolicitedData`] with `tag` reports it (or, after
+    /// the task was aborted or the connection ended, nothing).
+    pub fn send_r2t(
+        &mut self,
+        header: &R2t,
+        buf: &mut TaskBuffer<V::Mr>,
+        offset: usize,
+        tag: u64,
+    ) -> Result<(), IserError> {
+        self.core.check_open()?;
+        let len = header.desired_data_transfer_length as usize;
+        let (sge, lease) = buf
+            .lend_for_write(offset, len)
+            .ok_or(IserError::DataRange {
+                offset: header.buffer_offset,
+                len: header.desired_data_transfer_length,
+            })?;
+        self.get_data(header, &[sge], tag, Some(lease))
+    }
+
+    /// Aborted tasks whose RDMA operations have not all finished yet (each
+    /// ends with [`TargetEvent::TaskQuiesced`]).
+    pub fn quiescing_tasks(&self) -> usize {
+        self.tasks.values().filter(|t| t.aborted).count()
+    }
+
+    /// Sends (control PDUs, Hello replies) posted and not yet completed.
+    pub fn sends_outstanding(&self) -> usize {
+        self.core.tx_outstanding()
+    }
+
+    fn put_data(
+        &mut self,
+        h: &DataIn,
+        source: &[Sge],
+        tag: u64,
+        lease: Option<Lease>,
+    ) -> Result<(), IserError> {
         if self.core.phase != Phase::FullFeature {
             return Err(IserError::WrongPhase("Data-In"));
         }
@@ -551,11 +632,15 @@ impl<V: Verbs> IserTarget<V> {
                     len,
                 });
             }
+            let serial = task.serial;
             let slot = self.take_op_slot(RdmaOp {
                 itt: h.itt,
+                serial,
                 ttt: h.ttt,
                 offset: h.buffer_offset,
                 len,
+                tag,
+                _lease: lease,
             })?;
             let remote = RemoteAddr {
                 addr: read.va.wrapping_add(u64::from(h.buffer_offset)),
@@ -593,7 +678,13 @@ impl<V: Verbs> IserTarget<V> {
         Ok(())
     }
 
-    fn get_data(&mut self, h: &R2t, sink: &[Sge]) -> Result<(), IserError> {
+    fn get_data(
+        &mut self,
+        h: &R2t,
+        sink: &[Sge],
+        tag: u64,
+        lease: Option<Lease>,
+    ) -> Result<(), IserError> {
         if self.core.phase != Phase::FullFeature {
             return Err(IserError::WrongPhase("R2T"));
         }
@@ -623,11 +714,15 @@ impl<V: Verbs> IserTarget<V> {
                 .wrapping_add(u64::from(h.buffer_offset - task.unsolicited)),
             rkey: write.stag,
         };
+        let serial = task.serial;
         let slot = self.take_op_slot(RdmaOp {
             itt: h.itt,
+            serial,
             ttt: h.ttt,
             offset: h.buffer_offset,
             len,
+            tag,
+            _lease: lease,
         })?;
         if let Err(e) = self.core.qp.post_send(&SendWr {
             wr_id: wr_id(WrKind::Read, slot, 0),
@@ -756,8 +851,12 @@ impl<V: Verbs> IserTarget<V> {
             Some(WrKind::Write | WrKind::Read) => self.release_op(index),
             _ => None,
         };
-        if let Some(op) = op {
-            if let Some(t) = self.tasks.get_mut(&op.itt) {
+        if let Some(op) = &op {
+            if let Some(t) = self
+                .tasks
+                .get_mut(&op.itt)
+                .filter(|t| t.serial == op.serial)
+            {
                 t.in_flight = t.in_flight.saturating_sub(1);
                 if t.aborted && t.in_flight == 0 {
                     self.tasks.remove(&op.itt);
@@ -778,16 +877,20 @@ impl<V: Verbs> IserTarget<V> {
         match (kind, op) {
             (Some(WrKind::Recv), _) => self.on_receive(index, wc.byte_len as usize),
             (Some(WrKind::Read), Some(op)) => {
-                if self.tasks.get(&op.itt).is_some_and(|t| !t.aborted) {
-                    let lun = self.tasks.get(&op.itt).map_or(Lun::ZERO, |t| t.lun);
+                let live = self
+                    .tasks
+                    .get(&op.itt)
+                    .filter(|t| t.serial == op.serial && !t.aborted);
+                if let Some(t) = live {
                     self.events
                         .push_back(TargetEvent::SolicitedData(SolicitedData {
                             itt: op.itt,
                             ttt: op.ttt,
-                            lun,
+                            lun: t.lun,
                             buffer_offset: op.offset,
                             len: op.len,
                             exp_stat_sn: self.exp_stat_sn,
+                            tag: op.tag,
                         }));
                 }
                 Ok(())
@@ -797,6 +900,7 @@ impl<V: Verbs> IserTarget<V> {
                     itt: op.itt,
                     buffer_offset: op.offset,
                     len: op.len,
+                    tag: op.tag,
                 });
                 Ok(())
             }
@@ -916,7 +1020,8 @@ impl<V: Verbs> IserTarget<V> {
         let p = self.params.unwrap_or(IserParams {
             target_recv_data_segment_length: 8192,
             initiator_recv_data_segment_length: 8192,
-            max_outstanding_unexpected_pdus: 2,
+            recv_unexpected_pdus: 2,
+            send_unexpected_pdus: Some(2),
             first_burst_length: 65536,
             initial_r2t: true,
             immediate_data: true,
@@ -941,9 +1046,11 @@ impl<V: Verbs> IserTarget<V> {
             }
             .into());
         }
+        self.next_serial = self.next_serial.wrapping_add(1);
         self.tasks.insert(
             cmd.itt,
             Task {
+                serial: self.next_serial,
                 lun: cmd.lun,
                 read: iser.read.filter(|_| read_len > 0),
                 write: iser.write.filter(|_| write_len > unsolicited),

@@ -198,6 +198,73 @@ fn unexpected_pdu_credit_is_enforced_by_the_initiator() {
     scenarios::unexpected_pdu_credit(Pair::new);
 }
 
+/// RFC 7145 §6.7 is declarative: the target sends no more unexpected PDUs
+/// than the initiator declared (2 here) while the initiator may send as many
+/// as the target declared (4), not the minimum of the two.
+#[test]
+fn each_side_sends_what_the_other_declared() {
+    let mut setup = Setup::default();
+    setup.initiator.limits.max_outstanding_unexpected_pdus = 2;
+    let mut pair = Pair::new(&setup);
+    let p = pair.login().unwrap();
+    assert_eq!(
+        (
+            p.max_outstanding_unexpected_pdus,
+            p.peer_max_outstanding_unexpected_pdus
+        ),
+        (2, 4)
+    );
+    let ping = |ttt| {
+        rtgt_pdu::Pdu::new(rtgt_pdu::NopIn {
+            itt: Itt::RESERVED,
+            ttt: Ttt(ttt),
+            stat_sn: Sn(2),
+            exp_cmd_sn: Sn(1),
+            max_cmd_sn: Sn(32),
+            ..Default::default()
+        })
+    };
+    pair.tgt.conn.send_owned(&ping(1)).unwrap();
+    pair.tgt.conn.send_owned(&ping(2)).unwrap();
+    assert_eq!(
+        pair.tgt.conn.send_owned(&ping(3)),
+        Err(IserError::UnexpectedCredit(2))
+    );
+    pair.settle_until("two target pings", |p| p.ini.inbox.len() == 2);
+    // Four immediate NOP-Outs from the initiator: the target accepts them all.
+    for i in 0..4u32 {
+        let nop = NopOut {
+            immediate: true,
+            itt: Itt(2000 + i),
+            ttt: Ttt::RESERVED,
+            cmd_sn: pair.ini.cmd_sn,
+            ..Default::default()
+        };
+        pair.ini
+            .conn
+            .send_pdu(&PduHeader::NopOut(nop), &[])
+            .unwrap();
+    }
+    pair.settle_until("four NOP-In answers", |p| p.ini.inbox.len() == 6);
+    assert!(pair.tgt.failed.is_none() && pair.ini.failed.is_none());
+    // Echoing a ping returns the target's credit.
+    let echo = NopOut {
+        immediate: true,
+        itt: Itt::RESERVED,
+        ttt: Ttt(1),
+        cmd_sn: pair.ini.cmd_sn,
+        exp_stat_sn: Sn(2),
+        ..Default::default()
+    };
+    pair.ini
+        .conn
+        .send_pdu(&PduHeader::NopOut(echo), &[])
+        .unwrap();
+    pair.settle();
+    pair.tgt.conn.send_owned(&ping(3)).unwrap();
+    pair.settle_until("the third ping", |p| p.ini.inbox.len() == 7);
+}
+
 // ----- a hostile initiator, built from raw verbs and iSER messages -----
 
 struct Hostile {
@@ -814,7 +881,11 @@ fn buffers_of_flushed_rdma_operations_are_accounted_for() {
 /// access to it was still queued.
 #[test]
 fn a_command_that_could_not_be_sent_keeps_its_buffer_until_its_windows_are_invalid() {
-    let mut pair = Pair::new(&Setup::default());
+    // As many send buffers at the initiator as receive buffers at the target,
+    // so the NOP-Outs that fill the first all find a receive.
+    let mut setup = Setup::default();
+    setup.initiator.limits = setup.target.limits;
+    let mut pair = Pair::new(&setup);
     pair.login().unwrap();
     pair.fabric.inject(Injection::Hold { op: OpKind::Send });
     // Fill every send buffer with (held) non-immediate NOP-Outs.

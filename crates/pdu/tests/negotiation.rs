@@ -413,10 +413,8 @@ fn iser_keys_need_rdma_extensions() {
         .unwrap();
     assert_eq!(ex.answer("RDMAExtensions"), Some("No"));
     assert_eq!(ex.answer("TargetRecvDataSegmentLength"), Some("Irrelevant"));
-    assert_eq!(
-        ex.answer("MaxOutstandingUnexpectedPDUs"),
-        Some("Irrelevant")
-    );
+    // A declaration is never answered, not even when irrelevant.
+    assert_eq!(ex.answer("MaxOutstandingUnexpectedPDUs"), None);
     // An iSER target, whatever the order of keys.
     let mut t = target(LocalConfig {
         rdma_extensions: true,
@@ -438,16 +436,21 @@ fn iser_keys_need_rdma_extensions() {
     assert_eq!(ex.answer("RDMAExtensions"), Some("Yes"));
     assert_eq!(ex.answer("TargetRecvDataSegmentLength"), Some("262144"));
     assert_eq!(ex.answer("InitiatorRecvDataSegmentLength"), Some("4096"));
-    assert_eq!(ex.answer("MaxOutstandingUnexpectedPDUs"), Some("16")); // min(unlimited, 16)
+    // Declarative (RFC 7145 §6.7): recorded as the initiator's, not answered.
+    assert_eq!(ex.answer("MaxOutstandingUnexpectedPDUs"), None);
     let p = t.params();
     assert!(p.rdma_extensions);
-    assert_eq!(p.max_outstanding_unexpected_pdus, 16);
-    // MaxRecvDataSegmentLength is irrelevant with iSER: not declared.
+    assert_eq!(p.peer_max_outstanding_unexpected_pdus, 0);
+    // MaxRecvDataSegmentLength is irrelevant with iSER: not declared; the target declares
+    // its own MaxOutstandingUnexpectedPDUs instead.
+    let offers = t.offers(OP_LEADING);
+    assert!(!offers.iter().any(|kv| kv.key == "MaxRecvDataSegmentLength"));
     assert!(
-        !t.offers(OP_LEADING)
+        offers
             .iter()
-            .any(|kv| kv.key == "MaxRecvDataSegmentLength")
+            .any(|kv| kv.key == "MaxOutstandingUnexpectedPDUs" && kv.value == "16")
     );
+    assert_eq!(t.params().max_outstanding_unexpected_pdus, 16);
     assert_eq!(
         answer(
             &mut target(LocalConfig {
@@ -459,8 +462,113 @@ fn iser_keys_need_rdma_extensions() {
             "1"
         )
         .as_deref(),
-        Some("Irrelevant")
+        Some("Reject"),
+        "1 is below the minimum of 2 (0 means no limit)"
     );
+}
+
+/// RFC 7145 §6.7: MaxOutstandingUnexpectedPDUs is declarative. Each side keeps its own
+/// declaration (what it can receive) and the peer's (what it may send); neither is the
+/// minimum of the two.
+#[test]
+fn max_outstanding_unexpected_pdus_is_declared_by_each_side() {
+    let login = |ini_unexpected: u32, tgt_unexpected: u32| {
+        let mut ini = Negotiator::new(
+            Role::Initiator,
+            LocalConfig {
+                name: Some("iqn.2024-01.org.example:host".into()),
+                target_name: Some("iqn.2024-01.org.example:disk".into()),
+                rdma_extensions: true,
+                max_outstanding_unexpected_pdus: ini_unexpected,
+                ..Default::default()
+            },
+        );
+        let mut tgt = target(LocalConfig {
+            rdma_extensions: true,
+            max_outstanding_unexpected_pdus: tgt_unexpected,
+            ..Default::default()
+        });
+        let mut sent = Vec::new();
+        for stage in [Stage::Security, Stage::Operational] {
+            let ctx = Context::login(stage, true);
+            let req = encode_pairs(&ini.offers(ctx));
+            sent.push(String::from_utf8(req.clone()).unwrap());
+            let mut answers = tgt
+                .process(ctx, &parse_pairs(&req).unwrap())
+                .unwrap()
+                .answers;
+            answers.extend(tgt.offers(ctx));
+            let rsp = encode_pairs(&answers);
+            sent.push(String::from_utf8(rsp.clone()).unwrap());
+            let back = ini.process(ctx, &parse_pairs(&rsp).unwrap()).unwrap();
+            assert!(back.answers.is_empty(), "{:?}", back.answers);
+        }
+        (ini.finish().unwrap(), tgt.finish().unwrap(), sent)
+    };
+    let (i, t, sent) = login(6, 8);
+    assert_eq!(
+        (
+            i.max_outstanding_unexpected_pdus,
+            i.peer_max_outstanding_unexpected_pdus
+        ),
+        (6, 8)
+    );
+    assert_eq!(
+        (
+            t.max_outstanding_unexpected_pdus,
+            t.peer_max_outstanding_unexpected_pdus
+        ),
+        (8, 6)
+    );
+    assert!(
+        sent[2].contains("MaxOutstandingUnexpectedPDUs=6\0"),
+        "{sent:?}"
+    );
+    assert!(
+        sent[3].contains("MaxOutstandingUnexpectedPDUs=8\0"),
+        "{sent:?}"
+    );
+    // An initiator declaring 0 (no limit); a target that does not declare at all.
+    let (i, t, sent) = login(0, 0);
+    assert_eq!(i.peer_max_outstanding_unexpected_pdus, 0);
+    assert_eq!(t.peer_max_outstanding_unexpected_pdus, 0);
+    assert!(
+        !sent[3].contains("MaxOutstandingUnexpectedPDUs"),
+        "{sent:?}"
+    );
+}
+
+/// Linux initiators never send MaxOutstandingUnexpectedPDUs: the target still declares
+/// its own value and the initiator's stays "no limit" (0).
+#[test]
+fn an_initiator_without_the_declaration_keeps_the_default() {
+    let mut tgt = target(LocalConfig {
+        rdma_extensions: true,
+        max_outstanding_unexpected_pdus: 8,
+        ..Default::default()
+    });
+    let ex = tgt
+        .process(
+            OP_LEADING,
+            &pairs(&[
+                ("RDMAExtensions", "Yes"),
+                ("TargetRecvDataSegmentLength", "8192"),
+                ("InitiatorRecvDataSegmentLength", "8192"),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(ex.answer("RDMAExtensions"), Some("Yes"));
+    let offers = tgt.offers(OP_LEADING);
+    assert_eq!(
+        offers
+            .iter()
+            .find(|kv| kv.key == "MaxOutstandingUnexpectedPDUs")
+            .map(|kv| kv.value.as_str()),
+        Some("8")
+    );
+    let p = tgt.finish().unwrap();
+    assert_eq!(p.max_outstanding_unexpected_pdus, 8);
+    assert_eq!(p.peer_max_outstanding_unexpected_pdus, 0);
 }
 
 /// Found by fuzzing: with iSER negotiated, the target ignored the initiator's

@@ -36,6 +36,20 @@ const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
 pub struct LuIdentity {
     serial: String,
     naa: [u8; 16],
+    /// Bytes of `naa` that form the designator: 16 (NAA 6), or 8 for a configured NAA 2/3/5.
+    naa_len: usize,
+}
+
+/// A configured NAA designator that SPC-5 §7.7.6.6 does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "NAA designator of {len} bytes with NAA type {naa:X}: 8 bytes need type 2, 3 or 5, 16 bytes type 6 (SPC-5 §7.7.6.6)"
+)]
+pub struct NaaDesignatorError {
+    /// Length given.
+    pub len: usize,
+    /// Its NAA field (high nibble of the first byte).
+    pub naa: u8,
 }
 
 impl LuIdentity {
@@ -56,7 +70,44 @@ impl LuIdentity {
         Self {
             serial,
             naa: naa_bytes(DEFAULT_NAA_OUI, h1, h2),
+            naa_len: 16,
         }
+    }
+
+    /// Uses a configured NAA designator instead of the derived one: 8 bytes of NAA type 2
+    /// (IEEE Extended), 3 (Locally Assigned) or 5 (IEEE Registered), or 16 bytes of type 6
+    /// (IEEE Registered Extended), SPC-5 §7.7.6.6.
+    ///
+    /// ```
+    /// use rtgt_scsi::LuIdentity;
+    /// let id = LuIdentity::new("iqn.x", 0)
+    ///     .with_naa(&[0x52, 0x00, 0x45, 0x67, 0xba, 0x64, 0x67, 0x8d])
+    ///     .unwrap();
+    /// assert_eq!(id.naa_designator(), &[0x52, 0x00, 0x45, 0x67, 0xba, 0x64, 0x67, 0x8d]);
+    /// assert!(LuIdentity::new("iqn.x", 0).with_naa(&[0x60; 8]).is_err());
+    /// ```
+    pub fn with_naa(mut self, designator: &[u8]) -> Result<Self, NaaDesignatorError> {
+        let naa = designator.first().map_or(0, |b| b >> 4);
+        let ok = match designator.len() {
+            8 => matches!(naa, 2 | 3 | 5),
+            16 => naa == 6,
+            _ => false,
+        };
+        if !ok {
+            return Err(NaaDesignatorError {
+                len: designator.len(),
+                naa,
+            });
+        }
+        self.naa = [0; 16];
+        self.naa[..designator.len()].copy_from_slice(designator);
+        self.naa_len = designator.len();
+        Ok(self)
+    }
+
+    /// The NAA designator as VPD page 83h reports it (8 or 16 bytes).
+    pub fn naa_designator(&self) -> &[u8] {
+        &self.naa[..self.naa_len]
     }
 
     /// Uses a configured unit serial number instead of the derived one.
@@ -93,7 +144,8 @@ impl LuIdentity {
         &self.serial
     }
 
-    /// The 16-byte NAA IEEE Registered Extended designator.
+    /// The NAA designator in 16 bytes: the NAA IEEE Registered Extended designator, or a
+    /// configured 8-byte designator followed by zeros (see [`LuIdentity::naa_designator`]).
     pub fn naa(&self) -> [u8; 16] {
         self.naa
     }
@@ -133,6 +185,29 @@ mod tests {
         let id = id.with_oui(0x00_1405);
         assert_eq!(&id.naa()[..3], &[0x60, 0x01, 0x40]);
         assert_eq!(id.naa()[3] >> 4, 0x5);
+    }
+
+    #[test]
+    fn configured_naa_replaces_the_derived_one() {
+        let base = LuIdentity::new("iqn.t", 3);
+        let eight = [0x52, 0x00, 0x45, 0x67, 0xBA, 0x64, 0x67, 0x8D];
+        let id = base.clone().with_naa(&eight).unwrap();
+        assert_eq!(id.naa_designator(), &eight);
+        assert_eq!(&id.naa()[..8], &eight);
+        assert_eq!(id.serial(), base.serial(), "the serial stays");
+        let mut sixteen = [0u8; 16];
+        sixteen[0] = 0x60;
+        sixteen[15] = 7;
+        assert_eq!(
+            base.clone().with_naa(&sixteen).unwrap().naa_designator(),
+            &sixteen
+        );
+        assert_eq!(
+            base.clone().with_naa(&[0x60; 8]),
+            Err(NaaDesignatorError { len: 8, naa: 6 })
+        );
+        assert!(base.clone().with_naa(&[0x50; 16]).is_err());
+        assert!(base.with_naa(&[0x50; 12]).is_err());
     }
 
     #[test]

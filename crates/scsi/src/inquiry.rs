@@ -117,7 +117,7 @@ pub(crate) fn vpd_page(page: u8, ctx: &InquiryContext<'_>) -> Result<Vec<u8>, Se
         0x83 => {
             let mut b = Vec::with_capacity(128);
             // Logical unit: NAA IEEE Registered Extended, binary.
-            designator(&mut b, None, 1, 0, 3, &ctx.cfg.identity.naa());
+            designator(&mut b, None, 1, 0, 3, ctx.cfg.identity.naa_designator());
             // Logical unit: T10 vendor ID + serial, ASCII.
             let mut t10 = [b' '; 8].to_vec();
             ascii_field(&mut t10, &ctx.cfg.vendor);
@@ -319,6 +319,18 @@ mod tests {
         let mut c = ctx(&cfg);
         c.thin = false;
         assert_eq!(vpd_page(0xB2, &c).unwrap(), vec![0, 0xB2, 0, 4, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn device_identification_carries_a_configured_8_byte_naa() {
+        let mut cfg = LuConfig::new("iqn.t", 0);
+        let naa = [0x52, 0x00, 0x45, 0x67, 0xBA, 0x64, 0x67, 0x8D];
+        cfg.identity = cfg.identity.clone().with_naa(&naa).unwrap();
+        let p = vpd_page(0x83, &ctx(&cfg)).unwrap();
+        assert_eq!(&p[4..8], &[0x01, 0x03, 0x00, 0x08]);
+        assert_eq!(&p[8..16], &naa);
+        let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+        assert_eq!(total + 4, p.len());
     }
 
     #[test]

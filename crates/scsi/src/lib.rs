@@ -85,7 +85,7 @@ pub mod target;
 pub use backend::{AllocationExtent, BackendError, BlockBackend, Capabilities, Provisioning};
 pub use config::{CopyLimits, LuConfig, TmfSupport};
 pub use exec::run_plan;
-pub use identity::{DEFAULT_NAA_OUI, LuIdentity};
+pub use identity::{DEFAULT_NAA_OUI, LuIdentity, NaaDesignatorError};
 pub use lu::{Command, Dispatch, LogicalUnit, ResetKind, Response, Step};
 pub use memory::{MemoryBackend, NullBackend, StoreConfigError};
 pub use opcodes::OpCode;

@@ -900,3 +900,199 @@ fn discovery_send_targets_long_answers_continue_with_ttt() {
     pair.send(&Pdu::new(cmd));
     assert!(matches!(pair.take_inbox()[0].header, PduHeader::Reject(_)));
 }
+
+/// RFC 7143 §6.3: the CmdSN of a rejected non-immediate command is *not* considered received
+/// (a gap is assumed), so later commands wait; the initiator plugs the gap either by sending
+/// a command with that CmdSN again or with ABORT TASK whose RefCmdSN names it (§11.5.1).
+#[test]
+fn rejected_command_leaves_a_gap_the_initiator_plugs() {
+    let mut pair = Pair::new(Pair::default_catalog());
+    pair.login_normal(&[("ImmediateData", "No")]).unwrap();
+    let (exp, _) = pair.session().cmd_window();
+    // Immediate data although ImmediateData=No: Reject (Protocol Error), CmdSN not consumed.
+    let bad = pair.rw10(true, 0, 1, 512);
+    assert_eq!(bad.cmd_sn, exp);
+    pair.send(&Pdu::with_data(bad, vec![1; 512]));
+    let out = pair.take_inbox();
+    assert!(
+        matches!(&out[..], [p] if matches!(&p.header, PduHeader::Reject(r) if r.reason == RejectReason::PROTOCOL_ERROR))
+    );
+    assert_eq!(pair.session().cmd_window().0, exp, "ExpCmdSN does not move");
+    // The next command waits behind the gap.
+    let next = pair.rw10(false, 0, 1, 512);
+    pair.send(&Pdu::new(next));
+    assert!(
+        pair.take_inbox().is_empty(),
+        "held until the gap is plugged"
+    );
+    // Plugged by resending a (valid) command with the rejected CmdSN: both run, in order.
+    let mut again = pair.rw10(false, 0, 1, 512);
+    pair.cmd_sn = Sn(pair.cmd_sn.0 - 1);
+    again.cmd_sn = exp;
+    pair.send(&Pdu::new(again));
+    let done: Vec<Itt> = pair
+        .take_inbox()
+        .iter()
+        .filter(|p| matches!(&p.header, PduHeader::DataIn(d) if d.status.is_some()))
+        .map(|p| p.header.itt())
+        .collect();
+    assert_eq!(done, vec![again.itt, next.itt]);
+    assert_eq!(pair.session().cmd_window().0, exp.add(2));
+
+    // Plugged by ABORT TASK with RefCmdSN = the rejected CmdSN (the task never existed).
+    let exp = pair.session().cmd_window().0;
+    let bad = pair.rw10(true, 0, 1, 512);
+    pair.send(&Pdu::with_data(bad, vec![1; 512]));
+    assert!(matches!(pair.take_inbox()[0].header, PduHeader::Reject(_)));
+    let next = pair.rw10(false, 0, 1, 512);
+    pair.send(&Pdu::new(next));
+    assert!(pair.take_inbox().is_empty());
+    let itt = pair.next_itt();
+    let abort = TaskMgmtRequest {
+        immediate: true,
+        function: TmfFunction::ABORT_TASK,
+        lun: Lun::ZERO,
+        itt,
+        referenced_task_tag: bad.itt,
+        cmd_sn: pair.cmd_sn,
+        ref_cmd_sn: bad.cmd_sn,
+        ..Default::default()
+    };
+    pair.send(&Pdu::new(abort));
+    let out = pair.take_inbox();
+    assert!(out.iter().any(|p| matches!(&p.header,
+        PduHeader::TaskMgmtResponse(r) if r.itt == itt && r.response == TmfResponse::FUNCTION_COMPLETE)));
+    assert!(
+        out.iter().any(|p| p.header.itt() == next.itt),
+        "the waiting command ran once the gap was plugged"
+    );
+    assert_eq!(pair.session().cmd_window().0, exp.add(2));
+}
+
+fn text_request(pair: &mut Pair, ttt: Ttt, final_pdu: bool, cont: bool, text: &[u8]) -> Vec<Pdu> {
+    let itt = Itt(0x7e57);
+    let t = TextRequest {
+        immediate: true,
+        final_pdu,
+        continue_flag: cont,
+        itt,
+        ttt,
+        cmd_sn: pair.cmd_sn,
+        ..Default::default()
+    };
+    pair.send(&Pdu::with_data(t, text.to_vec()));
+    pair.take_inbox()
+}
+
+fn data_in_lengths(pair: &mut Pair, blocks: u16) -> Vec<usize> {
+    let cmd = pair.rw10(false, 0, blocks, u32::from(blocks) * 512);
+    pair.send(&Pdu::new(cmd));
+    pair.take_inbox()
+        .iter()
+        .filter(|p| matches!(p.header, PduHeader::DataIn(_)))
+        .map(|p| p.data.len())
+        .collect()
+}
+
+/// RFC 7143 §6.2, §11.10, §13.12 in full feature phase: keys answered through the negotiation
+/// engine, a MaxRecvDataSegmentLength declaration applied to Data-In once the exchange ended.
+#[test]
+fn text_negotiation_in_full_feature_phase() {
+    let mut pair = Pair::new(Pair::default_catalog());
+    pair.login_normal(&[("MaxRecvDataSegmentLength", "8192")])
+        .unwrap();
+    assert_eq!(data_in_lengths(&mut pair, 32), vec![8192, 8192]);
+    // One request, several kinds of keys.
+    let text = encode_pairs(&[
+        KeyValue::new("MaxRecvDataSegmentLength", "4096"),
+        KeyValue::new("X-com.example.color", "blue"),
+        KeyValue::new("HeaderDigest", "None"),
+        KeyValue::new("MaxBurstLength", "65536"),
+        KeyValue::new("NoSuchKey", "1"),
+    ]);
+    let out = text_request(&mut pair, Ttt::RESERVED, true, false, &text);
+    let PduHeader::TextResponse(r) = &out[0].header else {
+        panic!("{out:?}")
+    };
+    assert!(r.final_pdu && r.ttt == Ttt::RESERVED && r.itt == Itt(0x7e57));
+    let keys = keys_of(&out[0]);
+    assert_eq!(key(&keys, "X-com.example.color"), Some("NotUnderstood"));
+    assert_eq!(key(&keys, "NoSuchKey"), Some("NotUnderstood"));
+    assert_eq!(key(&keys, "HeaderDigest"), Some("Reject"), "login-only key");
+    assert_eq!(
+        key(&keys, "MaxBurstLength"),
+        Some("Reject"),
+        "leading-only key"
+    );
+    assert_eq!(
+        key(&keys, "MaxRecvDataSegmentLength"),
+        None,
+        "a declaration is not answered"
+    );
+    assert_eq!(data_in_lengths(&mut pair, 32), vec![4096; 4]);
+    // An out-of-range declaration is rejected and changes nothing.
+    let out = text_request(
+        &mut pair,
+        Ttt::RESERVED,
+        true,
+        false,
+        &encode_pairs(&[KeyValue::new("MaxRecvDataSegmentLength", "100")]),
+    );
+    assert_eq!(
+        key(&keys_of(&out[0]), "MaxRecvDataSegmentLength"),
+        Some("Reject")
+    );
+    assert_eq!(data_in_lengths(&mut pair, 32), vec![4096; 4]);
+}
+
+/// A request continued with the C bit is acknowledged with an empty response and a TTT; a
+/// negotiation the initiator leaves open (F = 0) applies its declarations only when it ends.
+#[test]
+fn text_continuation_and_open_sequences() {
+    let mut pair = Pair::new(Pair::default_catalog());
+    pair.login_normal(&[("MaxRecvDataSegmentLength", "8192")])
+        .unwrap();
+    let text = encode_pairs(&[KeyValue::new("MaxRecvDataSegmentLength", "2048")]);
+    let (a, b) = text.split_at(10);
+    let out = text_request(&mut pair, Ttt::RESERVED, false, true, a);
+    let PduHeader::TextResponse(ack) = &out[0].header else {
+        panic!("{out:?}")
+    };
+    assert!(!ack.final_pdu && ack.ttt != Ttt::RESERVED && out[0].data.is_empty());
+    // A continuation with a TTT we never gave: Reject.
+    let bad = text_request(&mut pair, Ttt(0x1234_5678), false, false, b);
+    assert!(
+        matches!(&bad[0].header, PduHeader::Reject(r) if r.reason == RejectReason::INVALID_PDU_FIELD)
+    );
+    // Start again, and this time leave the negotiation open (F = 0).
+    let out = text_request(&mut pair, Ttt::RESERVED, false, true, a);
+    let PduHeader::TextResponse(ack) = &out[0].header else {
+        panic!()
+    };
+    let out = text_request(&mut pair, ack.ttt, false, false, b);
+    let PduHeader::TextResponse(open) = &out[0].header else {
+        panic!("{out:?}")
+    };
+    assert!(!open.final_pdu && open.ttt != Ttt::RESERVED);
+    assert_eq!(
+        data_in_lengths(&mut pair, 32),
+        vec![8192, 8192],
+        "not applied while the exchange is open"
+    );
+    let out = text_request(&mut pair, open.ttt, true, false, &[]);
+    let PduHeader::TextResponse(done) = &out[0].header else {
+        panic!("{out:?}")
+    };
+    assert!(done.final_pdu && done.ttt == Ttt::RESERVED);
+    assert_eq!(data_in_lengths(&mut pair, 8), vec![2048, 2048]);
+    // The same key twice in one request breaks the rules: Reject PDU.
+    let twice = encode_pairs(&[
+        KeyValue::new("MaxRecvDataSegmentLength", "4096"),
+        KeyValue::new("MaxRecvDataSegmentLength", "8192"),
+    ]);
+    let out = text_request(&mut pair, Ttt::RESERVED, true, false, &twice);
+    assert!(
+        matches!(&out[0].header, PduHeader::Reject(r) if r.reason == RejectReason::PROTOCOL_ERROR)
+    );
+    assert_eq!(data_in_lengths(&mut pair, 8), vec![2048, 2048]);
+}

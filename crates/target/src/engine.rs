@@ -89,6 +89,18 @@ pub enum EngineError {
     Flush(String, String),
 }
 
+/// Counters of a running engine ([`Engine::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Write data (immediate data and Data-Out) received straight into task buffers.
+    pub rx_direct_bytes: u64,
+    /// Write data copied from a connection's receive buffer into task buffers (it had arrived
+    /// together with its header).
+    pub rx_copied_bytes: u64,
+    /// Read-ahead and write coalescing, summed over the logical units that use them.
+    pub streams: crate::streams::StreamsStats,
+}
+
 /// A running engine.
 pub struct Engine {
     shared: Arc<Shared>,
@@ -98,6 +110,8 @@ pub struct Engine {
     addrs: Vec<SocketAddr>,
     mode: IoEngine,
     done: crossbeam_channel::Receiver<usize>,
+    /// iSER portals (RFC 7145), served by their own reactors (`crate::iser`).
+    iser: Option<crate::iser::IserPortals>,
 }
 
 impl core::fmt::Debug for Engine {
@@ -117,7 +131,7 @@ fn choose_engine(asked: IoEngine) -> Result<(IoMode, Option<String>), EngineErro
         {
             return Err(why);
         }
-        io_uring::IoUring::new(8)
+        rtgt_uring::ring::build(8, &rtgt_uring::RingOptions::default())
             .map(|_| ())
             .map_err(|e| format!("io_uring_setup: {e}"))
     };
@@ -134,8 +148,19 @@ fn choose_engine(asked: IoEngine) -> Result<(IoMode, Option<String>), EngineErro
 }
 
 impl Engine {
-    /// Opens the stores, binds the portals and starts the reactors and the acceptor.
+    /// Opens the stores, binds the portals and starts the reactors and the acceptor; iSER
+    /// portals run on RDMA devices ([`IserBackend::Rdma`](crate::iser::IserBackend::Rdma)).
     pub fn start(config: &Config, options: &EngineOptions) -> Result<Self, EngineError> {
+        Self::start_with_iser(config, options, &crate::iser::IserBackend::default())
+    }
+
+    /// As [`Engine::start`], with the iSER portals served over `iser` (the soft fabric lets
+    /// initiators in the same process connect).
+    pub fn start_with_iser(
+        config: &Config,
+        options: &EngineOptions,
+        iser: &crate::iser::IserBackend,
+    ) -> Result<Self, EngineError> {
         let mut runtime = Runtime::build(config)?;
         // Bind first so that port 0 resolves before SendTargets answers are built.
         let mut listeners = Vec::new();
@@ -222,6 +247,7 @@ impl Engine {
             .max(1);
         let runtime = Arc::new(runtime);
         let shared = Arc::new(Shared::new(runtime.clone()));
+        let iser = crate::iser::start(config, &shared, iser)?;
         let mut handles = Vec::new();
         let mut ends = Vec::new();
         for _ in 0..count {
@@ -244,6 +270,7 @@ impl Engine {
                 tx,
                 waker,
                 load: std::sync::atomic::AtomicUsize::new(0),
+                stats: crate::reactor::shared::PublishedStats::default(),
             });
             ends.push((rx, end));
         }
@@ -304,6 +331,7 @@ impl Engine {
             acceptor_waker,
             addrs,
             done: done_rx,
+            iser,
             mode: if mode == IoMode::Uring {
                 IoEngine::Uring
             } else {
@@ -317,9 +345,32 @@ impl Engine {
         &self.addrs
     }
 
+    /// The addresses the iSER portals listen on.
+    pub fn iser_addrs(&self) -> &[SocketAddr] {
+        self.iser
+            .as_ref()
+            .map_or(&[], crate::iser::IserPortals::addrs)
+    }
+
     /// The I/O engine in use.
     pub fn io_engine(&self) -> IoEngine {
         self.mode
+    }
+
+    /// The engine's counters, summed over its reactors (each reactor refreshes its share
+    /// every 50 ms and when it stops).
+    pub fn stats(&self) -> EngineStats {
+        let mut s = EngineStats::default();
+        for h in self.shared.reactors.get().map_or(&[][..], Vec::as_slice) {
+            s.rx_direct_bytes += h.stats.rx_direct.load(Ordering::Relaxed);
+            s.rx_copied_bytes += h.stats.rx_copied.load(Ordering::Relaxed);
+        }
+        for l in self.shared.runtime.all_luns() {
+            if let Some(st) = &l.streams {
+                s.streams.add(&st.stats());
+            }
+        }
+        s
     }
 
     /// Stops accepting, asks every initiator to log out, waits for sessions to drain (a few
@@ -331,6 +382,9 @@ impl Engine {
             let _ = a.join();
         }
         self.shared.broadcast(|| Message::Shutdown);
+        if let Some(mut iser) = self.iser.take() {
+            iser.stop();
+        }
         let left = self.wait_reactors();
         if left > 0 {
             tracing::error!(
@@ -343,6 +397,19 @@ impl Engine {
         }
         let mut result = Ok(());
         for l in self.shared.runtime.all_luns() {
+            if let Some(st) = &l.streams {
+                let s = st.stats();
+                tracing::info!(
+                    lun = l.number,
+                    readahead_hits = s.readahead_hits,
+                    readahead_misses = s.readahead_misses,
+                    readahead_chunks = s.readahead_chunks,
+                    coalesced_writes = s.coalesced_writes,
+                    coalesced_batches = s.coalesced_batches,
+                    "streams: read-ahead hit rate {:.1}%",
+                    100.0 * s.hit_rate()
+                );
+            }
             if let Err(e) = l.backend.block().flush() {
                 result = Err(EngineError::Flush(
                     format!("LUN {}", l.number),

@@ -11,10 +11,14 @@
 //! # Ok::<(), rtgt_target::EngineError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod acceptor;
 pub mod config;
 mod engine;
+pub mod iser;
 mod reactor;
 pub mod runtime;
+pub mod streams;
 
-pub use engine::{Engine, EngineError, EngineOptions, IoEngine, ShutdownSignals};
+pub use engine::{Engine, EngineError, EngineOptions, EngineStats, IoEngine, ShutdownSignals};

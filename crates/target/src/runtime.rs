@@ -80,12 +80,17 @@ impl Backend {
 /// One logical unit of a target.
 #[derive(Debug, Clone)]
 pub struct LunRuntime {
+    /// Position among all logical units of the engine (indexes per-reactor state).
+    pub index: usize,
     /// LUN number.
     pub number: u16,
     /// The SCSI logical unit (shared by every reactor).
     pub lu: Arc<LogicalUnit>,
     /// Its store.
     pub backend: Backend,
+    /// Read-ahead and write coalescing (file and block-device logical units; `None` when
+    /// off).
+    pub streams: Option<Arc<crate::streams::LuStreams>>,
 }
 
 /// One target at run time.
@@ -142,8 +147,19 @@ impl Runtime {
                 } else {
                     tags.clone()
                 };
+                // Unit serial number and NAA designator: configured, else derived from the
+                // target name and LUN (LuConfig::new).
                 if let Some(serial) = &l.serial {
                     cfg.identity = cfg.identity.clone().with_serial(serial);
+                }
+                if let Some(naa) = &l.naa {
+                    cfg.identity = cfg.identity.clone().with_naa(naa.as_bytes()).map_err(|e| {
+                        RuntimeError::Backend {
+                            target: name.clone(),
+                            lun: l.number,
+                            message: e.to_string(),
+                        }
+                    })?;
                 }
                 cfg.read_only = match &l.backend {
                     config::Backend::File(f) => f.read_only,
@@ -167,14 +183,37 @@ impl Runtime {
                     let blocks = g.bytes() / u64::from(caps.block_size.max(1));
                     caps.optimal_granularity_blocks = u32::try_from(blocks).unwrap_or(u32::MAX);
                 }
-                if l.thin_provisioning && caps.supports_unmap {
-                    caps.thin_provisioned = true;
-                }
+                // Logical block provisioning only when asked for (SBC-4 §4.7): otherwise no
+                // LBPME, and UNMAP / WRITE SAME with UNMAP are not supported.
+                caps.thin_provisioned = l.thin_provisioning && caps.supports_unmap;
+                let streams = match &backend {
+                    Backend::File(store) => {
+                        let rotational = l
+                            .rotational
+                            .unwrap_or_else(|| store.backing().facts().rotational());
+                        let settings =
+                            crate::streams::StreamsSettings::resolve(&l.streams, rotational);
+                        if let Some(s) = &settings {
+                            tracing::info!(
+                                iqn = %name,
+                                lun = l.number,
+                                read_ahead = s.read_ahead,
+                                write_combine = s.write_combine,
+                                rotational,
+                                "streams feature on"
+                            );
+                        }
+                        settings.map(|s| Arc::new(crate::streams::LuStreams::new(s)))
+                    }
+                    _ => None,
+                };
                 let lu = Arc::new(LogicalUnit::new(cfg, caps));
                 let rt = LunRuntime {
+                    index: all_luns.len(),
                     number: l.number,
                     lu,
                     backend,
+                    streams,
                 };
                 all_luns.push(rt.clone());
                 luns.push(rt);
@@ -259,12 +298,22 @@ struct CopyResolver {
 impl CopyTargets for CopyResolver {
     fn find(&self, naa: &[u8]) -> Option<CopyTarget> {
         self.luns.iter().enumerate().find_map(|(i, l)| {
-            let id = l.lu.identity().naa();
+            let id = l.lu.identity().naa_designator();
             let len = naa.len().min(id.len());
-            (len > 0 && id.get(..len) == Some(naa) && naa.len() <= id.len()).then(|| CopyTarget {
-                lu: l.lu.clone(),
-                backend: l.backend.shared(),
-                handle: i as u64,
+            (len > 0 && id.get(..len) == Some(naa) && naa.len() <= id.len()).then(|| {
+                let backend = match &l.streams {
+                    // Copies into a logical unit with read-ahead caches must drop them.
+                    Some(streams) => Arc::new(crate::streams::EpochBackend {
+                        inner: l.backend.shared(),
+                        streams: streams.clone(),
+                    }) as Arc<dyn BlockBackend>,
+                    None => l.backend.shared(),
+                };
+                CopyTarget {
+                    lu: l.lu.clone(),
+                    backend,
+                    handle: i as u64,
+                }
             })
         })
     }
@@ -293,6 +342,9 @@ fn open_backend(l: &config::Lun) -> Result<Backend, String> {
             sc.backing.create = f.size.is_some();
             sc.backing.size = f.size.map(config::ByteSize::bytes);
             sc.backing.block_size = Some(bs);
+            // The engine runs read-ahead and write coalescing itself (crate::streams), on
+            // every path; the store's own synchronous layer would cache behind its back.
+            sc.streams.mode = rtgt_uring::StreamsMode::Off;
             rtgt_uring::Store::open(&f.path, &sc)
                 .map(|s| Backend::File(Arc::new(s)))
                 .map_err(|e| format!("{}: {e}", f.path.display()))
@@ -302,6 +354,7 @@ fn open_backend(l: &config::Lun) -> Result<Backend, String> {
             sc.backing.direct = d.direct;
             sc.backing.read_only = d.read_only;
             sc.backing.write_through = d.write_cache == config::WriteCache::Writethrough;
+            sc.streams.mode = rtgt_uring::StreamsMode::Off;
             rtgt_uring::Store::open(&d.device, &sc)
                 .map(|s| Backend::File(Arc::new(s)))
                 .map_err(|e| format!("{}: {e}", d.device.display()))
@@ -369,7 +422,9 @@ fn session_defaults(s: &config::SessionDefaults) -> SessionDefaults {
         } else {
             s.nop_timeout.get()
         },
-        queue_depth: s.queue_depth.clamp(1, 4096),
+        queue_depth: s
+            .queue_depth
+            .clamp(1, rtgt_session::target::MAX_QUEUE_DEPTH),
         max_task_buffer: MAX_TASK_BUFFER,
     }
 }

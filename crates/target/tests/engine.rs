@@ -368,3 +368,250 @@ fn shutdown_asks_initiators_to_log_out() {
         stopper.join().unwrap().unwrap();
     }
 }
+
+/// Write data that has not arrived when its header is decoded goes straight into the task
+/// buffer (and segments of 128 KiB and more switch the connection to header-first receives):
+/// data must land intact, digests checked in place, on both engines and on memory and file
+/// logical units.
+#[test]
+fn write_data_received_straight_into_task_buffers() {
+    let session = "[session]\nmax_recv_data_segment_length = \"512KiB\"\n\
+                   first_burst_length = \"512KiB\"\nmax_burst_length = \"1MiB\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    for engine in engines() {
+        for file in [false, true] {
+            let lun = if file {
+                format!(
+                    "file:{}/direct-{engine}.img,size=8MiB",
+                    dir.path().display()
+                )
+            } else {
+                "memory:8MiB".to_owned()
+            };
+            let e = Engine::start(&config_with(session, &lun, ""), &options(engine, 1)).unwrap();
+            let addr = e.local_addrs()[0];
+            for dd in [false, true] {
+                let mut i = Initiator::connect(addr);
+                i.login(&LoginOpts {
+                    header_digest: dd,
+                    data_digest: dd,
+                    first_burst: 512 * 1024,
+                    ..Default::default()
+                })
+                .unwrap();
+                assert_eq!(i.max_send, 512 * 1024, "{engine}");
+                assert_eq!(i.first_burst, 512 * 1024, "{engine}");
+                let before = e.stats();
+                // 256 KiB of immediate data: the header and 100 bytes first, the rest later.
+                let data = pattern(256 * 1024, 7 + u8::from(dd) + 2 * u8::from(file));
+                let pdu = i.write10_pdu(64, &data);
+                let itt = pdu.header.itt();
+                i.send_in_pieces(&pdu, &[48 + 100], Duration::from_millis(60));
+                let r = i.finish_command(itt, &data).unwrap();
+                assert_eq!(r.status, ScsiStatus::GOOD, "{engine} file={file} dd={dd}");
+                // Then a few more back to back: header-first receives take over.
+                for k in 0..4u8 {
+                    let more = pattern(160 * 1024, k);
+                    assert_eq!(
+                        i.write10(2048 + u32::from(k) * 320, &more).unwrap().status,
+                        ScsiStatus::GOOD
+                    );
+                    let back = i.read10(2048 + u32::from(k) * 320, 320).unwrap();
+                    assert!(
+                        back.data == more,
+                        "{engine} file={file} dd={dd}: write {k} differs"
+                    );
+                }
+                let back = i.read10(64, 512).unwrap();
+                assert_eq!(back.status, ScsiStatus::GOOD);
+                assert!(
+                    back.data == data,
+                    "{engine} file={file} dd={dd}: data differs"
+                );
+                assert!(i.logout());
+                // The reactors publish their counters every 50 ms.
+                std::thread::sleep(Duration::from_millis(120));
+                let after = e.stats();
+                let direct = after.rx_direct_bytes - before.rx_direct_bytes;
+                assert!(
+                    direct >= (256 - 8) * 1024,
+                    "{engine} file={file} dd={dd}: only {direct} bytes went straight to task buffers"
+                );
+            }
+            e.shutdown().unwrap();
+        }
+    }
+}
+
+/// Writes `chunks` back to back without waiting (immediate data only), then collects every
+/// status; returns them by chunk.
+fn pipelined_writes(i: &mut Initiator, chunks: &[(u32, Vec<u8>)]) -> Vec<ScsiStatus> {
+    let mut itts = Vec::new();
+    for (lba, data) in chunks {
+        let blocks = (data.len() / 512) as u16;
+        let mut cdb = [0x2a, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        cdb[2..6].copy_from_slice(&lba.to_be_bytes());
+        cdb[7..9].copy_from_slice(&blocks.to_be_bytes());
+        itts.push(i.start_command(0, &cdb, data.len() as u32, false, data));
+    }
+    let mut status = vec![None; itts.len()];
+    while status.iter().any(Option::is_none) {
+        let p = i.recv().expect("a response");
+        let PduHeader::ScsiResponse(r) = p.header else {
+            continue;
+        };
+        if let Some(k) = itts.iter().position(|t| *t == r.itt) {
+            status[k] = Some(r.status);
+        }
+    }
+    status.into_iter().map(Option::unwrap).collect()
+}
+
+/// A file LU forced rotational runs the streams feature: interleaved sequential readers are
+/// served from read-ahead (counted), sequential writers are coalesced, every byte stays right
+/// — also after another session (possibly on another reactor) rewrote cached data.
+#[test]
+fn streams_on_a_rotational_file_lu() {
+    let dir = tempfile::tempdir().unwrap();
+    let lun_extra = "rotational = true\n[target.lun.streams]\nread_ahead_size = \"64KiB\"\n\
+                     cache_size = \"2MiB\"\nwrite_combine_window = \"5ms\"\n";
+    for engine in engines() {
+        let lun = format!(
+            "file:{}/streams-{engine}.img,size=8MiB",
+            dir.path().display()
+        );
+        let e = Engine::start(&config(&lun, lun_extra), &options(engine, 2)).unwrap();
+        let addr = e.local_addrs()[0];
+        let mut a = Initiator::connect(addr);
+        a.login(&LoginOpts::default()).unwrap();
+        // Four regions of 1 MiB, written by sequential 16 KiB writes, eight at a time.
+        const REGION: u32 = 2048; // blocks
+        let mut regions = Vec::new();
+        for r in 0..4u32 {
+            let data = pattern(1 << 20, 40 + r as u8);
+            let writes: Vec<(u32, Vec<u8>)> = (0..64u32)
+                .map(|k| {
+                    (
+                        r * REGION + k * 32,
+                        data[k as usize * 16384..][..16384].to_vec(),
+                    )
+                })
+                .collect();
+            for batch in writes.chunks(8) {
+                assert!(
+                    pipelined_writes(&mut a, batch)
+                        .iter()
+                        .all(|s| *s == ScsiStatus::GOOD)
+                );
+            }
+            regions.push(data);
+        }
+        // Four interleaved sequential readers, 8 KiB at a time.
+        let mut got = vec![Vec::new(); 4];
+        for step in 0..128u32 {
+            for (r, out) in got.iter_mut().enumerate() {
+                let resp = a.read10(r as u32 * REGION + step * 16, 16).unwrap();
+                assert_eq!(resp.status, ScsiStatus::GOOD);
+                out.extend_from_slice(&resp.data);
+            }
+        }
+        for (r, data) in got.iter().enumerate() {
+            assert!(
+                *data == regions[r],
+                "{engine}: region {r} read back differs"
+            );
+        }
+        let s = e.stats().streams;
+        assert!(
+            s.readahead_hits > 0 && s.readahead_chunks > 0,
+            "{engine}: no read-ahead hits: {s:?}"
+        );
+        // Another session rewrites the start of region 1 while region 1 is cached.
+        let mut b = Initiator::connect(addr);
+        b.login(&LoginOpts {
+            isid: rtgt_pdu::Isid([0x80, 0, 0, 0, 0, 9]),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..3 {
+            // Read it sequentially (again) through session A so it is in A's cache.
+            for k in 0..8u32 {
+                a.read10(REGION + k * 16, 16).unwrap();
+            }
+        }
+        let fresh = pattern(65536, 99);
+        assert_eq!(b.write10(REGION, &fresh).unwrap().status, ScsiStatus::GOOD);
+        let mut back = Vec::new();
+        for k in 0..8u32 {
+            back.extend_from_slice(&a.read10(REGION + k * 16, 16).unwrap().data);
+        }
+        assert!(
+            back == fresh,
+            "{engine}: stale read-ahead data after another session wrote"
+        );
+        assert!(a.logout() && b.logout());
+        e.shutdown().unwrap();
+    }
+}
+
+/// `serial`, `naa` and `thin_provisioning` from the configuration reach the logical units
+/// (VPD 80h/83h, LBPME, UNMAP); unset identities are derived from target name and LUN.
+#[test]
+fn lun_identity_and_provisioning_follow_the_configuration() {
+    let extra = "serial = \"DISK-0001\"\nnaa = \"0x52004567BA64678D\"\n\
+                 [[target.lun]]\nnumber = 1\nbackend = \"memory:1MiB\"\nthin_provisioning = true\n";
+    let e = Engine::start(&config("memory:1MiB", extra), &options(IoEngine::Epoll, 1)).unwrap();
+    let mut i = Initiator::connect(e.local_addrs()[0]);
+    i.login(&LoginOpts::default()).unwrap();
+    let vpd = |i: &mut Initiator, lun: u16, page: u8| {
+        let r = i
+            .command(lun, &[0x12, 1, page, 0, 255, 0], 255, true, &[])
+            .unwrap();
+        assert_eq!(r.status, ScsiStatus::GOOD, "VPD {page:02x} of LUN {lun}");
+        r.data
+    };
+    let p80 = vpd(&mut i, 0, 0x80);
+    assert_eq!(&p80[4..], b"DISK-0001");
+    let p83 = vpd(&mut i, 0, 0x83);
+    assert_eq!(&p83[4..8], &[0x01, 0x03, 0x00, 0x08]);
+    assert_eq!(
+        &p83[8..16],
+        &[0x52, 0x00, 0x45, 0x67, 0xBA, 0x64, 0x67, 0x8D]
+    );
+    let derived = rtgt_scsi::LuIdentity::new(common::TARGET, 1);
+    assert_eq!(&vpd(&mut i, 1, 0x80)[4..], derived.serial().as_bytes());
+    assert_eq!(&vpd(&mut i, 1, 0x83)[8..24], &derived.naa());
+    // READ CAPACITY(16): LBPME only on the thin LUN.
+    let lbpme = |i: &mut Initiator, lun: u16| {
+        let r = i
+            .command(
+                lun,
+                &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+                32,
+                true,
+                &[],
+            )
+            .unwrap();
+        r.data[14] & 0x80 != 0
+    };
+    assert!(!lbpme(&mut i, 0), "thin_provisioning defaults to false");
+    assert!(lbpme(&mut i, 1));
+    // UNMAP of one block: refused without provisioning, done with it.
+    let param = [
+        0, 22, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+    ];
+    let unmap = [0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0];
+    let r = i.command(0, &unmap, 24, false, &param).unwrap();
+    assert_eq!(r.status, ScsiStatus::CHECK_CONDITION);
+    assert_eq!(
+        r.sense.get(2).map(|k| k & 0x0f),
+        Some(0x05),
+        "ILLEGAL REQUEST"
+    );
+    assert_eq!(
+        i.command(1, &unmap, 24, false, &param).unwrap().status,
+        ScsiStatus::GOOD
+    );
+    assert!(i.logout());
+    e.shutdown().unwrap();
+}

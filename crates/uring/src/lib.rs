@@ -40,6 +40,7 @@ pub mod caps;
 pub mod completion;
 pub mod detect;
 pub mod errno;
+pub mod net;
 pub mod queue;
 pub mod ring;
 mod shared;

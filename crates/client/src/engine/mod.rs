@@ -545,7 +545,14 @@ impl<'a> Engine<'a> {
                 self.good_before = good;
                 self.latency_sum_before = self.stats.latency_sum_ns;
             }
-            if !stopping {
+            // A connection waiting for room to send needs the poller (its writability comes
+            // only as an event); pausing instead would never see it (found with the iSER
+            // bridge, whose socket pair fills long before a TCP socket does).
+            let write_blocked = self
+                .sessions
+                .iter()
+                .any(|s| s.conns.iter().any(|c| !c.writable && !c.sendq.is_empty()));
+            if !stopping && !write_blocked {
                 if let Some(delay) = self.coalesce_delay(outstanding, batch) {
                     std::thread::sleep(delay);
                     for s in &mut self.sessions {

@@ -1,9 +1,12 @@
-//! Byte-stream transports for iSCSI (RFC 7143 §4.1: iSCSI over TCP; RFC 7145 iSER will plug in
-//! beside it). The initiator's session code talks to a [`Transport`]; the pipelined engine
-//! additionally registers the transport's descriptor with its event loop.
+//! Byte-stream transports for iSCSI (RFC 7143 §4.1: iSCSI over TCP; RFC 7145 iSER through a
+//! local bridge, see [`IserTransport`]). The initiator's session code talks to a
+//! [`Transport`]; the pipelined engine additionally registers the transport's descriptor with
+//! its event loop.
 
+mod iser;
 mod tcp;
 
+pub use iser::{IserFabric, IserOptions, IserTransport};
 pub use tcp::TcpTransport;
 
 use std::io::{self, Read, Write};
@@ -20,6 +23,17 @@ pub trait Transport: Read + Write + AsRawFd + Send {
     fn shutdown(&self) -> io::Result<()>;
     /// The peer's address, for messages.
     fn peer(&self) -> String;
+    /// The login finished with `params` (called before any full-feature PDU is written).
+    /// A transport that carries the session's PDUs locally (iSER's bridge) enters its full
+    /// feature phase here and returns the data segment length it carries both ways; a plain
+    /// byte stream returns `None`.
+    fn login_complete(
+        &self,
+        params: &rtgt_pdu::negotiation::NegotiatedParams,
+    ) -> io::Result<Option<u32>> {
+        let _ = params;
+        Ok(None)
+    }
 }
 
 /// Writes all of `bufs`, advancing through partial writes (blocking transports).

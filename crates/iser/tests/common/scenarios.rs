@@ -29,8 +29,29 @@ pub fn login_with_rdma_extensions<V: Verbs + Probe>(make: impl FnOnce(&Setup) ->
     let p = pair.login().unwrap();
     assert!(p.rdma_extensions);
     assert_eq!(p.target_recv_data_segment_length, 8192);
-    assert_eq!(p.max_outstanding_unexpected_pdus, 4);
-    assert_eq!(pair.tgt.params.as_ref().unwrap(), &p);
+    // MaxOutstandingUnexpectedPDUs is declarative (RFC 7145 §6.7): the
+    // initiator declared 8 (its default), the target 4.
+    assert_eq!(
+        (
+            p.max_outstanding_unexpected_pdus,
+            p.peer_max_outstanding_unexpected_pdus
+        ),
+        (8, 4)
+    );
+    let mut t = pair.tgt.params.clone().unwrap();
+    assert_eq!(
+        (
+            t.max_outstanding_unexpected_pdus,
+            t.peer_max_outstanding_unexpected_pdus
+        ),
+        (4, 8)
+    );
+    // Everything else both sides agree on.
+    core::mem::swap(
+        &mut t.max_outstanding_unexpected_pdus,
+        &mut t.peer_max_outstanding_unexpected_pdus,
+    );
+    assert_eq!(t, p);
     assert_eq!(pair.tgt.conn.phase(), Phase::FullFeature);
     assert!(pair.ini.conn.remote_invalidation());
     // A command after login works.

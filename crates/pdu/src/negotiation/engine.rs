@@ -11,7 +11,8 @@
 //! * appends [`Negotiator::offers`]: the keys this side originates at this
 //!   point (initiator: its offers per stage; target: TargetPortalGroupTag and
 //!   TargetAlias in its first response, its MaxRecvDataSegmentLength in the
-//!   operational stage). Each key is originated once.
+//!   operational stage, or with iSER its MaxOutstandingUnexpectedPDUs, RFC
+//!   7145 §6.7). Each key is originated once.
 //!
 //! # Decisions where RFC 7143 leaves a choice
 //!
@@ -281,16 +282,11 @@ fn clamp(v: u64, min: u64, max: u64) -> u64 {
 fn is_declarative(t: KeyType) -> bool {
     matches!(
         t,
-        KeyType::DeclarativeNum { .. } | KeyType::DeclarativeText | KeyType::DeclarativeEnum { .. }
+        KeyType::DeclarativeNum { .. }
+            | KeyType::DeclarativeNumOrZero { .. }
+            | KeyType::DeclarativeText
+            | KeyType::DeclarativeEnum { .. }
     )
-}
-
-/// `min` where 0 means "no limit".
-fn min_zero_unlimited(a: u64, b: u64) -> u64 {
-    match (a, b) {
-        (0, x) | (x, 0) => x,
-        (x, y) => x.min(y),
-    }
 }
 
 impl Negotiator {
@@ -406,7 +402,7 @@ impl Negotiator {
             | KeyType::DeclarativeNum { min, max } => {
                 clamp(self.local_num(def.id), min, max).to_string()
             }
-            KeyType::NumMinZeroUnlimited { min, max } => {
+            KeyType::DeclarativeNumOrZero { min, max } => {
                 let v = self.local_num(def.id);
                 if v == 0 { 0 } else { clamp(v, min, max) }.to_string()
             }
@@ -445,7 +441,6 @@ impl Negotiator {
             KeyId::InitiatorRecvDataSegmentLength => {
                 p.initiator_recv_data_segment_length = num32();
             }
-            KeyId::MaxOutstandingUnexpectedPdus => p.max_outstanding_unexpected_pdus = num32(),
             // Declarations are applied by `declared`.
             _ => {}
         }
@@ -462,6 +457,15 @@ impl Negotiator {
                     p.max_recv_data_segment_length = v;
                 } else {
                     p.max_send_data_segment_length = v;
+                }
+            }
+            KeyId::MaxOutstandingUnexpectedPdus => {
+                // Validated (0 or 2..=2^32-1) before it gets here.
+                let v = u32::try_from(parse_number(value).unwrap_or(0)).unwrap_or(u32::MAX);
+                if ours {
+                    p.max_outstanding_unexpected_pdus = v;
+                } else {
+                    p.peer_max_outstanding_unexpected_pdus = v;
                 }
             }
             KeyId::TargetName => p.target_name = text,
@@ -509,18 +513,6 @@ impl Negotiator {
                 }
                 _ => Outcome::Reject,
             },
-            KeyType::NumMinZeroUnlimited { min, max } => match parse_number(value) {
-                Ok(n) if n == 0 || (min..=max).contains(&n) => {
-                    let local = self.local_num(def.id);
-                    let local = if local == 0 {
-                        0
-                    } else {
-                        clamp(local, min, max)
-                    };
-                    Outcome::Value(min_zero_unlimited(n, local).to_string())
-                }
-                _ => Outcome::Reject,
-            },
             _ => Outcome::Reject,
         }
     }
@@ -530,6 +522,9 @@ impl Negotiator {
         match def.key_type {
             KeyType::DeclarativeNum { min, max } => {
                 parse_number(value).is_ok_and(|n| (min..=max).contains(&n))
+            }
+            KeyType::DeclarativeNumOrZero { min, max } => {
+                parse_number(value).is_ok_and(|n| n == 0 || (min..=max).contains(&n))
             }
             KeyType::DeclarativeEnum { values } => values.contains(&value),
             KeyType::DeclarativeText => !value.is_empty(),
@@ -576,13 +571,6 @@ impl Negotiator {
                 (Ok(o), Ok(a)) => (min..=max).contains(&a) && a >= o,
                 _ => false,
             },
-            KeyType::NumMinZeroUnlimited { min, max } => {
-                match (parse_number(offer), parse_number(answer)) {
-                    (Ok(0), Ok(a)) => a == 0 || (min..=max).contains(&a),
-                    (Ok(o), Ok(a)) => a != 0 && (min..=max).contains(&a) && a <= o,
-                    _ => false,
-                }
-            }
             _ => false,
         };
         if !ok {
@@ -600,6 +588,7 @@ impl Negotiator {
         st.sent = true;
         match def.key_type {
             KeyType::DeclarativeNum { .. }
+            | KeyType::DeclarativeNumOrZero { .. }
             | KeyType::DeclarativeText
             | KeyType::DeclarativeEnum { .. } => {
                 self.declared(def.id, &value, true);
@@ -740,6 +729,18 @@ impl Negotiator {
             if let Some(def) = super::keys::def(KeyId::MaxRecvDataSegmentLength) {
                 let v = self.local_offer(def);
                 self.offer_id(KeyId::MaxRecvDataSegmentLength, v, out);
+            }
+        }
+        // RFC 7145 §6.7: with iSER on, the target declares how many unexpected PDUs it can
+        // receive (leading connection; not declaring means "no limit").
+        if ctx.stage == Stage::Operational
+            && ctx.leading
+            && self.params.rdma_extensions
+            && self.local.max_outstanding_unexpected_pdus != 0
+        {
+            if let Some(def) = super::keys::def(KeyId::MaxOutstandingUnexpectedPdus) {
+                let v = self.local_offer(def);
+                self.offer_id(KeyId::MaxOutstandingUnexpectedPdus, v, out);
             }
         }
     }
@@ -889,6 +890,7 @@ impl Negotiator {
             }
             KeyType::Obsolete { answer } => ex.answers.push(KeyValue::new(pair.key, answer)),
             KeyType::DeclarativeNum { .. }
+            | KeyType::DeclarativeNumOrZero { .. }
             | KeyType::DeclarativeText
             | KeyType::DeclarativeEnum { .. } => {
                 if Self::valid_declaration(def, pair.value) {

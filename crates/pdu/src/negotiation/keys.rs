@@ -85,9 +85,10 @@ pub enum KeyType {
         /// Largest valid value.
         max: u64,
     },
-    /// Numerical minimum where 0 means "no limit" (RFC 7145
-    /// MaxOutstandingUnexpectedPDUs): 0 or a value in `min..=max`.
-    NumMinZeroUnlimited {
+    /// Declarative number where 0 means "no limit" (RFC 7145 §6.7
+    /// MaxOutstandingUnexpectedPDUs): each side states its own value, 0 or a
+    /// value in `min..=max`; no answer.
+    DeclarativeNumOrZero {
         /// Smallest non-zero valid value.
         min: u64,
         /// Largest valid value.
@@ -655,7 +656,7 @@ pub static KEYS: &[KeyDef] = &[
     key!(
         MaxOutstandingUnexpectedPdus,
         "MaxOutstandingUnexpectedPDUs",
-        KeyType::NumMinZeroUnlimited {
+        KeyType::DeclarativeNumOrZero {
             min: 2,
             max: 0xffff_ffff
         },

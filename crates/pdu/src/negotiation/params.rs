@@ -7,7 +7,11 @@
 //! (what this side declared; the limit for incoming data segments, 8192 if
 //! never declared) and
 //! [`max_send_data_segment_length`](NegotiatedParams::max_send_data_segment_length)
-//! (what the peer declared; the limit for outgoing data segments).
+//! (what the peer declared; the limit for outgoing data segments). The iSER
+//! key `MaxOutstandingUnexpectedPDUs` is declarative in the same way (RFC 7145
+//! §6.7): [`max_outstanding_unexpected_pdus`](NegotiatedParams::max_outstanding_unexpected_pdus)
+//! is ours, [`peer_max_outstanding_unexpected_pdus`](NegotiatedParams::peer_max_outstanding_unexpected_pdus)
+//! the peer's.
 //!
 //! `DataPDUInOrder=No` allows the Data PDUs of a sequence to arrive at any
 //! buffer offset; `DataSequenceInOrder=No` allows the sequences (bursts) of
@@ -123,8 +127,14 @@ pub struct NegotiatedParams {
     pub initiator_recv_data_segment_length: u32,
     /// TargetRecvDataSegmentLength (iSER).
     pub target_recv_data_segment_length: u32,
-    /// MaxOutstandingUnexpectedPDUs (iSER); 0 means no limit.
+    /// The MaxOutstandingUnexpectedPDUs this side declared (iSER, RFC 7145 §6.7): how many
+    /// unexpected control PDUs the peer may have outstanding towards us; 0 (the default, also
+    /// when never declared) means no limit.
     pub max_outstanding_unexpected_pdus: u32,
+    /// The MaxOutstandingUnexpectedPDUs the peer declared: how many unexpected control PDUs
+    /// we may have outstanding towards it; 0 (the default, also when never declared) means
+    /// no limit.
+    pub peer_max_outstanding_unexpected_pdus: u32,
     /// InitiatorName.
     pub initiator_name: Option<String>,
     /// InitiatorAlias.
@@ -165,6 +175,7 @@ impl Default for NegotiatedParams {
             initiator_recv_data_segment_length: 8192,
             target_recv_data_segment_length: 8192,
             max_outstanding_unexpected_pdus: 0,
+            peer_max_outstanding_unexpected_pdus: 0,
             initiator_name: None,
             initiator_alias: None,
             target_name: None,
@@ -230,7 +241,9 @@ pub struct LocalConfig {
     pub initiator_recv_data_segment_length: u32,
     /// TargetRecvDataSegmentLength limit (iSER).
     pub target_recv_data_segment_length: u32,
-    /// MaxOutstandingUnexpectedPDUs limit (iSER; 0 = no limit).
+    /// MaxOutstandingUnexpectedPDUs this side declares (iSER, RFC 7145 §6.7: the unexpected
+    /// control PDUs it can receive; 0 = no limit). The initiator declares it with its
+    /// RDMAExtensions offer; a target declares it, when not 0, once iSER is negotiated.
     pub max_outstanding_unexpected_pdus: u32,
     /// This node's iSCSI name (sent as InitiatorName by an initiator).
     pub name: Option<String>,

@@ -309,7 +309,7 @@ pub mod negotiation {
                 let n = parse_number(value).expect("numeric answer");
                 assert!((min..=max).contains(&n), "{key}={value}");
             }
-            KeyType::NumMinZeroUnlimited { min, max } => {
+            KeyType::DeclarativeNumOrZero { min, max } => {
                 let n = parse_number(value).expect("numeric answer");
                 assert!(n == 0 || (min..=max).contains(&n), "{key}={value}");
             }

@@ -398,7 +398,7 @@ impl LogicalUnit {
             };
             targets.push(t);
             e
-        } else if d.designator[..] == self.cfg.identity.naa()[..] {
+        } else if d.designator[..] == *self.cfg.identity.naa_designator() {
             Endpoint {
                 at: CopyEndpoint::This,
                 block_size: self.caps.block_size,

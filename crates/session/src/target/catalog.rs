@@ -145,6 +145,9 @@ impl Default for ChapPolicy {
     }
 }
 
+/// Most commands a session may have in flight (the largest `queue_depth`).
+pub const MAX_QUEUE_DEPTH: u32 = 16384;
+
 /// The target's operational offers and limits (RFC 7143 §13).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDefaults {
@@ -176,7 +179,7 @@ pub struct SessionDefaults {
     pub nop_interval: Option<std::time::Duration>,
     /// How long a ping may go unanswered before the connection is dropped.
     pub nop_timeout: std::time::Duration,
-    /// Commands in flight per session (the CmdSN window).
+    /// Commands in flight per session (the CmdSN window), 1 to [`MAX_QUEUE_DEPTH`].
     pub queue_depth: u32,
     /// Largest per-task data buffer the engine provides.
     pub max_task_buffer: u32,

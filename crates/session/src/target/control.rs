@@ -1,10 +1,14 @@
 //! Control PDUs of the full feature phase: NOP-Out/NOP-In (RFC 7143 §11.18–§11.19, §6.4 ping),
-//! Text Request/Response (§11.10–§11.11, SendTargets §13.3, long answers continued with TTT),
-//! Logout (§11.14–§11.15, §6.5 with Time2Wait/Time2Retain) and the Asynchronous Message
-//! requesting a logout (§11.9).
+//! Text Request/Response (§11.10–§11.11: text negotiation in full feature phase through
+//! rtgt-pdu's negotiation engine (§6.2, §13: MaxRecvDataSegmentLength declarations, SendTargets
+//! §13.3, unknown and private keys `NotUnderstood`, login-only keys `Reject`), requests
+//! continued with the C bit, negotiation sequences and long answers continued with the Target
+//! Transfer Tag), Logout (§11.14–§11.15, §6.5 with Time2Wait/Time2Retain) and the Asynchronous
+//! Message requesting a logout (§11.9).
 
 use std::time::Instant;
 
+use rtgt_pdu::negotiation::{Context, LocalConfig, Negotiator, Role};
 use rtgt_pdu::text::{TextAssembler, parse_pairs};
 use rtgt_pdu::{
     AsyncEvent, AsyncMessage, Itt, LogoutReason, LogoutRequest, LogoutResponse, LogoutResponseCode,
@@ -19,8 +23,15 @@ use super::{ConnId, Payload};
 #[derive(Debug, Clone)]
 pub(crate) struct TextState {
     assembler: TextAssembler,
-    /// A long answer being handed out in pieces: (ITT, TTT, text, bytes already sent).
-    pending: Option<(Itt, Ttt, Vec<u8>, usize)>,
+    /// A long answer being handed out in pieces: (ITT, TTT, text, bytes already sent, whether
+    /// it ends the negotiation).
+    pending: Option<(Itt, Ttt, Vec<u8>, usize, bool)>,
+    /// The exchange in progress (ITT, the TTT of our last non-final response): a request
+    /// continued with the C bit, or a negotiation the initiator has not finished (F = 0).
+    sequence: Option<(Itt, Ttt)>,
+    /// MaxRecvDataSegmentLength the initiator declared in the exchange in progress; it
+    /// applies to what we send once the exchange ends.
+    declared_mrdsl: Option<u32>,
 }
 
 impl Default for TextState {
@@ -28,6 +39,8 @@ impl Default for TextState {
         Self {
             assembler: TextAssembler::new(TextAssembler::DEFAULT_LIMIT),
             pending: None,
+            sequence: None,
+            declared_mrdsl: None,
         }
     }
 }
@@ -162,32 +175,42 @@ impl TargetSession {
             .conn(conn)
             .map_or(8192, |c| c.params.max_xmit_data_segment_length.max(512))
             as usize;
-        // Continuation of a long answer of ours.
-        if h.ttt != Ttt::RESERVED {
-            let pending = self.conn_mut(conn).and_then(|c| c.text.pending.take());
-            match pending {
-                Some((itt, ttt, text, sent)) if itt == h.itt && ttt == h.ttt => {
-                    self.send_text_piece(conn, h.itt, text, sent, max_seg);
-                }
-                _ => {
-                    let bytes = PduHeader::TextRequest(*h).encode(rtgt_pdu::BhsLengths::ZERO);
-                    self.queue_reject(conn, RejectReason::INVALID_PDU_FIELD, &bytes);
-                }
+        let reject = |s: &mut Self, reason| {
+            let bytes = PduHeader::TextRequest(*h).encode(rtgt_pdu::BhsLengths::ZERO);
+            if let Some(c) = s.conn_mut(conn) {
+                c.text = TextState::default();
             }
-            return;
-        }
-        let assembled = match self.conn_mut(conn) {
-            Some(c) => {
-                c.text.pending = None;
-                c.text.assembler.push(data, h.continue_flag)
-            }
-            None => return,
+            s.queue_reject(conn, reason, &bytes);
         };
+        let Some(c) = self.conn_mut(conn) else {
+            return;
+        };
+        if h.ttt == Ttt::RESERVED {
+            // A new exchange: whatever was in progress is forgotten (§11.10.4).
+            c.text = TextState::default();
+        } else {
+            // The next piece of a long answer of ours?
+            if let Some((itt, ttt, text, sent, ends)) = c.text.pending.take() {
+                if itt == h.itt && ttt == h.ttt && data.is_empty() && !h.continue_flag {
+                    self.send_text_piece(conn, h.itt, text, sent, max_seg, ends);
+                    return;
+                }
+            }
+            // Otherwise it must continue the exchange our last response left open.
+            if c.text.sequence != Some((h.itt, h.ttt)) {
+                reject(self, RejectReason::INVALID_PDU_FIELD);
+                return;
+            }
+        }
+        let assembled = c.text.assembler.push(data, h.continue_flag);
         let text = match assembled {
             Ok(Some(t)) => t,
             Ok(None) => {
-                // More request text follows: acknowledge with an empty response.
+                // More request text follows: acknowledge with an empty response (§11.10.2).
                 let ttt = self.alloc_ttt();
+                if let Some(c) = self.conn_mut(conn) {
+                    c.text.sequence = Some((h.itt, ttt));
+                }
                 let resp = TextResponse {
                     final_pdu: false,
                     itt: h.itt,
@@ -198,15 +221,22 @@ impl TargetSession {
                 return;
             }
             Err(_) => {
-                let bytes = PduHeader::TextRequest(*h).encode(rtgt_pdu::BhsLengths::ZERO);
-                self.queue_reject(conn, RejectReason::PROTOCOL_ERROR, &bytes);
+                reject(self, RejectReason::PROTOCOL_ERROR);
                 return;
             }
         };
-        let answer = self.answer_text(conn, &text);
-        self.send_text_piece(conn, h.itt, answer, 0, max_seg);
+        let Some(answer) = self.answer_text(conn, &text) else {
+            reject(self, RejectReason::PROTOCOL_ERROR);
+            return;
+        };
+        // Without F the initiator will go on negotiating: the answer leaves the exchange open
+        // (no F, a TTT to continue with) and declared values wait for its end.
+        self.send_text_piece(conn, h.itt, answer, 0, max_seg, h.final_pdu);
     }
 
+    /// Queues the next piece of a Text answer: at most `max_seg` bytes from `sent` on. `ends`:
+    /// the answer ends the exchange (F = 1 on its last piece, declared values applied after
+    /// it); otherwise its last piece leaves the exchange open with a TTT.
     fn send_text_piece(
         &mut self,
         conn: ConnId,
@@ -214,12 +244,14 @@ impl TargetSession {
         text: Vec<u8>,
         sent: usize,
         max_seg: usize,
+        ends: bool,
     ) {
         let rest = text.len().saturating_sub(sent);
         let len = rest.min(max_seg);
         let piece = text.get(sent..sent + len).unwrap_or(&[]).to_vec();
         let last = sent + len >= text.len();
-        let ttt = if last {
+        let final_pdu = last && ends;
+        let ttt = if final_pdu {
             Ttt::RESERVED
         } else {
             self.alloc_ttt()
@@ -227,15 +259,21 @@ impl TargetSession {
         // The C bit says a key=value pair is split across the boundary.
         let split_pair = !last && piece.last().is_some_and(|b| *b != 0);
         let resp = TextResponse {
-            final_pdu: last,
+            final_pdu,
             continue_flag: split_pair,
             itt,
             ttt,
             ..Default::default()
         };
-        if !last {
-            if let Some(c) = self.conn_mut(conn) {
-                c.text.pending = Some((itt, ttt, text, sent + len));
+        let mut applied = None;
+        if let Some(c) = self.conn_mut(conn) {
+            if !last {
+                c.text.pending = Some((itt, ttt, text, sent + len, ends));
+            } else if final_pdu {
+                applied = c.text.declared_mrdsl.take();
+                c.text = TextState::default();
+            } else {
+                c.text.sequence = Some((itt, ttt));
             }
         }
         let payload = if piece.is_empty() {
@@ -244,18 +282,36 @@ impl TargetSession {
             Payload::Owned(piece)
         };
         self.push_pdu(conn, PduHeader::TextResponse(resp), payload, true);
+        // RFC 7143 §13.12: the initiator's new MaxRecvDataSegmentLength limits the PDUs we
+        // send after the exchange that declared it.
+        if let (Some(v), Some(c)) = (applied, self.conn_mut(conn)) {
+            c.params.max_xmit_data_segment_length = v;
+        }
     }
 
-    /// Answers the keys of a full-feature Text Request: SendTargets (RFC 7143 §13.3); other
-    /// keys cannot be renegotiated here and are answered `Reject` (private `X-` keys
-    /// `NotUnderstood`).
-    fn answer_text(&mut self, conn: ConnId, text: &[u8]) -> Vec<u8> {
+    /// Answers the keys of a full-feature Text Request through the negotiation engine
+    /// (RFC 7143 §6.2): SendTargets (§13.3) is answered with the targets, a
+    /// MaxRecvDataSegmentLength declaration is recorded for the end of the exchange, unknown
+    /// and private (`X-`, `X#`) keys are `NotUnderstood`, keys that may only be negotiated at
+    /// login are `Reject`. `None` when the request breaks the negotiation rules (a key twice,
+    /// a key only the target may send): the request is rejected.
+    fn answer_text(&mut self, conn: ConnId, text: &[u8]) -> Option<Vec<u8>> {
+        let pairs = parse_pairs(text).ok()?;
+        let c = self.conn(conn)?;
+        let local = c.local_addr;
+        let mut negotiator = Negotiator::new(
+            Role::Target,
+            LocalConfig {
+                max_recv_data_segment_length: c.params.max_recv_data_segment_length,
+                ..LocalConfig::default()
+            },
+        );
+        let ex = negotiator.process(Context::FULL_FEATURE, &pairs).ok()?;
+        // Declared (and valid: an invalid value is answered Reject).
+        let declared = pairs.iter().any(|p| p.key == "MaxRecvDataSegmentLength")
+            && ex.answer("MaxRecvDataSegmentLength").is_none();
         let mut out = Vec::new();
-        let Ok(pairs) = parse_pairs(text) else {
-            return out;
-        };
-        let local = self.conn(conn).and_then(|c| c.local_addr);
-        for p in pairs {
+        for p in &pairs {
             if p.key == "SendTargets" {
                 let only = if self.is_discovery() {
                     None
@@ -265,17 +321,22 @@ impl TargetSession {
                 out.extend(super::discovery::send_targets(
                     &self.catalog,
                     &self.params.initiator_name,
-                    p.value,
+                    ex.send_targets.as_deref().unwrap_or(p.value),
                     only,
                     local,
                 ));
-            } else if p.key.starts_with("X-") || p.key.starts_with("X#") {
-                rtgt_pdu::text::encode_pair(p.key, "NotUnderstood", &mut out);
-            } else {
-                rtgt_pdu::text::encode_pair(p.key, "Reject", &mut out);
             }
         }
-        out
+        for a in &ex.answers {
+            rtgt_pdu::text::encode_pair(&a.key, &a.value, &mut out);
+        }
+        if declared {
+            let v = negotiator.params().max_send_data_segment_length;
+            if let Some(c) = self.conn_mut(conn) {
+                c.text.declared_mrdsl = Some(v);
+            }
+        }
+        Some(out)
     }
 
     // ---------------------------------------------------------------- logout

@@ -68,6 +68,20 @@ pub struct LoginSettings {
     pub local_addr: Option<SocketAddr>,
 }
 
+/// The iSER login settings of a connection that arrived over RDMA (RFC 7145 §5.1, §6): the
+/// target offers `RDMAExtensions=Yes`, takes no digests (the RDMA transport checks integrity),
+/// negotiates the iSER data segment lengths and declares its MaxOutstandingUnexpectedPDUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RdmaLogin {
+    /// TargetRecvDataSegmentLength this target accepts at most (its receive buffers).
+    pub target_recv_data_segment_length: u32,
+    /// InitiatorRecvDataSegmentLength this target accepts at most.
+    pub initiator_recv_data_segment_length: u32,
+    /// The MaxOutstandingUnexpectedPDUs this target declares (the unexpected PDUs it can
+    /// receive; at least 2).
+    pub max_outstanding_unexpected_pdus: u32,
+}
+
 /// What the engine must do after [`LoginConnection::handle_login`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginStep {
@@ -172,6 +186,7 @@ struct PendingText {
 pub struct LoginConnection {
     catalog: Arc<Catalog>,
     settings: LoginSettings,
+    rdma: Option<RdmaLogin>,
     state: State,
     id: Option<Identity>,
     negotiator: Option<Negotiator>,
@@ -212,6 +227,7 @@ impl LoginConnection {
         Self {
             catalog,
             settings,
+            rdma: None,
             state: State::Fresh,
             id: None,
             negotiator: None,
@@ -227,6 +243,22 @@ impl LoginConnection {
             txq: VecDeque::new(),
             outcome: None,
         }
+    }
+
+    /// Marks the connection as an iSER connection (RFC 7145): the login negotiates
+    /// `RDMAExtensions=Yes` with `rdma`'s limits instead of the TCP keys. Call before the first
+    /// Login Request is handled.
+    #[must_use]
+    pub fn with_rdma(mut self, rdma: RdmaLogin) -> Self {
+        self.rdma = Some(rdma);
+        self
+    }
+
+    /// The values negotiated so far, as the negotiation engine holds them (after
+    /// [`LoginConnection::resolve`]: the final ones). `None` before the first Login Request.
+    /// An iSER transport needs them to enter its full feature phase (RFC 7145 §5.1).
+    pub fn negotiated(&self) -> Option<&rtgt_pdu::negotiation::NegotiatedParams> {
+        self.negotiator.as_ref().map(Negotiator::params)
     }
 
     /// The next Login Response to send.
@@ -394,7 +426,11 @@ impl LoginConnection {
         let (tsih, exp, max, leading) = match resolution {
             SessionResolution::Refuse(status) => return self.fail(status),
             SessionResolution::New { tsih } => {
-                let depth = self.catalog.defaults.queue_depth.clamp(1, 4096);
+                let depth = self
+                    .catalog
+                    .defaults
+                    .queue_depth
+                    .clamp(1, super::catalog::MAX_QUEUE_DEPTH);
                 (tsih, self.cmd_sn, self.cmd_sn.add(depth - 1), true)
             }
             SessionResolution::Join {
@@ -558,7 +594,7 @@ impl LoginConnection {
                 .collect();
             if l.is_empty() { vec![Digest::None] } else { l }
         };
-        let local = LocalConfig {
+        let mut local = LocalConfig {
             header_digests: digest(&d.header_digest),
             data_digests: digest(&d.data_digest),
             auth_methods,
@@ -581,6 +617,15 @@ impl LoginConnection {
             target_portal_group_tag: Some(self.settings.portal_group_tag),
             ..LocalConfig::default()
         };
+        if let Some(r) = self.rdma {
+            // RFC 7145 §6: iSER keys instead of digests and MaxRecvDataSegmentLength.
+            local.rdma_extensions = true;
+            local.header_digests = vec![Digest::None];
+            local.data_digests = vec![Digest::None];
+            local.target_recv_data_segment_length = r.target_recv_data_segment_length;
+            local.initiator_recv_data_segment_length = r.initiator_recv_data_segment_length;
+            local.max_outstanding_unexpected_pdus = r.max_outstanding_unexpected_pdus;
+        }
         self.negotiator = Some(Negotiator::new(Role::Target, local));
         self.id = Some(Identity {
             isid: req.isid,

@@ -35,7 +35,8 @@ mod tmf;
 
 pub use auth::AuthError;
 pub use catalog::{
-    Acl, AuthPolicy, Catalog, ChapPolicy, Credential, PortalGroup, SessionDefaults, TargetEntry,
+    Acl, AuthPolicy, Catalog, ChapPolicy, Credential, MAX_QUEUE_DEPTH, PortalGroup,
+    SessionDefaults, TargetEntry,
 };
 pub use session::{SessionSetup, TargetSession};
 pub use task::{MAX_R2T_PER_TASK, Task, TaskId};

@@ -163,7 +163,7 @@ impl TargetSession {
     /// [`TargetSession::add_connection`].
     pub fn new(setup: SessionSetup) -> Self {
         let d = &setup.catalog.defaults;
-        let queue_depth = d.queue_depth.clamp(1, 4096);
+        let queue_depth = d.queue_depth.clamp(1, super::catalog::MAX_QUEUE_DEPTH);
         let capacity = (queue_depth + IMMEDIATE_RESERVE) as usize;
         let max_task_buffer = d
             .max_task_buffer
@@ -310,6 +310,14 @@ impl TargetSession {
     /// A task, for the engine's SCSI processing.
     pub fn task(&self, id: TaskId) -> Option<&super::Task> {
         self.tasks.get(id)
+    }
+
+    /// The live task with Initiator Task Tag `itt` whose status has not been handed out (a
+    /// task that was answered or aborted no longer holds its tag). An engine whose transport
+    /// keeps per-command state (iSER's STags, RFC 7145 §7.3.1) learns from this whether a
+    /// SCSI Command it just handed in became a task.
+    pub fn task_by_itt(&self, itt: rtgt_pdu::Itt) -> Option<TaskId> {
+        self.tasks.by_itt(itt)
     }
 
     /// Whether [`TargetSession::poll_event`] has something.

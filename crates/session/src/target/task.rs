@@ -32,6 +32,23 @@ impl TaskId {
     pub(crate) const fn generation(self) -> u16 {
         (self.0 >> 16) as u16
     }
+
+    /// The id as one integer (e.g. for an engine's completion tags).
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// The id [`TaskId::raw`] returned. A made-up id is harmless: the session recognises ids
+    /// whose slot or generation does not name a live task.
+    ///
+    /// ```
+    /// use rtgt_session::target::TaskId;
+    /// let id = TaskId::from_raw(0x0003_0007);
+    /// assert_eq!((id.slot(), id.raw()), (7, 0x0003_0007));
+    /// ```
+    pub const fn from_raw(raw: u32) -> Self {
+        Self(raw)
+    }
 }
 
 impl core::fmt::Debug for TaskId {

@@ -155,12 +155,15 @@ impl Config {
     pub fn embedded_default() -> Self {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], ISCSI_PORT));
         let mut target = Target::new(IscsiName::new_unchecked(DEFAULT_TARGET_NAME));
-        target.luns.push(Lun::new(
+        // A thin-provisioned RAM disk: UNMAP frees its pages.
+        let mut lun = Lun::new(
             0,
             Backend::Memory {
                 size: ByteSize::gib(1),
             },
-        ));
+        );
+        lun.thin_provisioning = true;
+        target.luns.push(lun);
         Self {
             portals: vec![Portal {
                 group: 1,
@@ -240,6 +243,7 @@ impl Config {
     ///     listen: vec!["[::1]:3261".into()],
     ///     target: Some("iqn.2026-11.io.rtgt:scratch".into()),
     ///     luns: vec!["null:1TiB".into(), "memory:16MiB".into()],
+    ///     ..Overrides::default()
     /// })?;
     /// assert_eq!(c.portals[0].listen[0].to_string(), "[::1]:3261");
     /// assert_eq!(c.targets[0].name.as_str(), "iqn.2026-11.io.rtgt:scratch");

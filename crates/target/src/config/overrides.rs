@@ -3,7 +3,9 @@
 //! They edit a loaded (or the embedded) configuration before it is validated: `--listen`
 //! replaces every portal with one TCP portal group (tag 1) and makes every target reachable
 //! through it; `--target` renames the single target (or creates it when there is none);
-//! `--lun` replaces that target's LUNs, numbering them 0, 1, 2… in the order given.
+//! `--lun` replaces that target's LUNs, numbering them 0, 1, 2… in the order given;
+//! `--portal [tcp:|iser:]ADDR` adds one portal group per flag (after the `--listen` group, or
+//! in place of the file's portals), with the transport named (RFC 7145 iSER where built in).
 //! Errors name the flag.
 
 use super::Config;
@@ -24,12 +26,18 @@ pub struct Overrides {
     pub target: Option<String>,
     /// `--lun SPEC`, repeatable: replaces the target's LUNs, numbered from 0.
     pub luns: Vec<String>,
+    /// `--portal [tcp:|iser:]ADDR`, repeatable: replaces the portals (alongside a `--listen`
+    /// group), one portal group per flag with the next free tag, reachable by every target.
+    pub portals: Vec<String>,
 }
 
 impl Overrides {
     /// Whether no flag was given.
     pub fn is_empty(&self) -> bool {
-        self.listen.is_empty() && self.target.is_none() && self.luns.is_empty()
+        self.listen.is_empty()
+            && self.target.is_none()
+            && self.luns.is_empty()
+            && self.portals.is_empty()
     }
 }
 
@@ -74,6 +82,10 @@ pub(crate) fn apply(
             t.portal_groups.clear();
         }
         touched.push((KeyPath::root().key("portal"), "--listen"));
+    }
+    if !o.portals.is_empty() {
+        apply_portals(config, &o.portals, o.listen.is_empty())?;
+        touched.push((KeyPath::root().key("portal"), "--portal"));
     }
     if let Some(text) = &o.target {
         let name = IscsiName::parse(text).map_err(|e| flag("--target", e.to_string()))?;
@@ -150,6 +162,56 @@ pub(crate) fn apply(
         touched.push((KeyPath::root().key("target").index(0).key("lun"), "--lun"));
     }
     Ok(touched)
+}
+
+/// `--portal [tcp:|iser:]ADDR…`: one portal group per address, after a `--listen` group (or
+/// instead of the file's portals when there is none).
+fn apply_portals(config: &mut Config, specs: &[String], replace: bool) -> Result<(), ConfigError> {
+    if replace {
+        config.portals.clear();
+        for t in &mut config.targets {
+            t.portal_groups.clear();
+        }
+    }
+    for text in specs {
+        let (transport, rest) = if let Some(r) = text.strip_prefix("iser:") {
+            (Transport::Iser, r)
+        } else if let Some(r) = text.strip_prefix("tcp:") {
+            (Transport::Tcp, r)
+        } else {
+            (Transport::Tcp, text.as_str())
+        };
+        let addr = ListenAddr::parse(rest).map_err(|e| flag("--portal", e.to_string()))?;
+        let clash = config
+            .portals
+            .iter()
+            .flat_map(|p| p.listen.iter())
+            .find(|a| **a == addr || portal::overlaps(a.addr(), addr.addr()));
+        if let Some(prev) = clash {
+            return Err(flag(
+                "--portal",
+                format!("{addr} overlaps {prev}, which is already a portal"),
+            ));
+        }
+        let group = config
+            .portals
+            .iter()
+            .map(|p| p.group)
+            .max()
+            .map_or(Some(1), |g| g.checked_add(1))
+            .ok_or_else(|| flag("--portal", "no portal group tag left"))?;
+        config.portals.push(Portal {
+            group,
+            listen: vec![addr],
+            transport,
+        });
+        for t in &mut config.targets {
+            if !t.portal_groups.is_empty() {
+                t.portal_groups.push(group);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn same_storage(a: &Backend, b: &Backend) -> bool {

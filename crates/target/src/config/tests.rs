@@ -730,6 +730,7 @@ fn ov(listen: &[&str], target: Option<&str>, luns: &[&str]) -> Overrides {
         listen: listen.iter().map(ToString::to_string).collect(),
         target: target.map(ToString::to_string),
         luns: luns.iter().map(ToString::to_string).collect(),
+        portals: Vec::new(),
     }
 }
 

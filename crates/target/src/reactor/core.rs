@@ -25,7 +25,8 @@ use rtgt_pdu::{Digests, Framer, LoginRequest};
 use rtgt_session::target::login::LoginConnection;
 use rtgt_session::target::{ConnId, Payload, TaskId, Transmit};
 
-use super::send::{ItemPayload, SendBatch};
+use super::buffers::TaskBuf;
+use super::send::SendBatch;
 use super::sessions::SessionCtx;
 use super::shared::{ConnInfo, Message, Shared};
 use super::slab::Slab;
@@ -54,10 +55,14 @@ pub(crate) enum IoMode {
 pub(crate) enum RxPlace {
     Discard,
     Collect,
+    /// Into a task buffer: the next data byte goes to `pos`; `left` bytes of the data segment
+    /// are still to come.
     Task {
         sidx: usize,
         slot: usize,
+        task: TaskId,
         pos: usize,
+        left: usize,
     },
 }
 
@@ -88,7 +93,15 @@ pub(crate) struct Conn {
     pub stream: mio::net::TcpStream,
     pub info: ConnInfo,
     pub framer: Framer,
-    pub rx: Box<[u8]>,
+    /// The receive buffer; `None` while the ring receives into it.
+    pub rx: Option<Box<TaskBuf>>,
+    /// A receive straight into a task buffer in flight (io_uring).
+    pub direct: Option<super::recv::Direct>,
+    /// Receive headers on their own so large data segments can go straight to task buffers
+    /// (set while the connection carries large data segments; see `recv.rs`).
+    pub header_first: bool,
+    /// Padding and data digest bytes that follow the data of the PDU being placed.
+    pub trailer: usize,
     pub phase: Phase,
     pub place: RxPlace,
     pub collect: Vec<u8>,
@@ -98,33 +111,46 @@ pub(crate) struct Conn {
     /// phase began; digests apply from the first full-feature PDU, RFC 7143 §13.1).
     pub plain: usize,
     pub txq: VecDeque<Transmit>,
-    pub batch: SendBatch,
+    /// The send batch; `None` while the ring sends it.
+    pub batch: Option<Box<SendBatch>>,
     pub life: Life,
     pub login_deadline: Option<Instant>,
+}
+
+/// Whose memory a backend operation works on (and who hears of its completion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A task's buffer: slot `slot` of session `sidx`.
+    Task { sidx: usize, slot: usize },
+    /// Read-ahead chunk `slot` of logical unit `lu` (its index).
+    Fetch { lu: usize, slot: usize },
+    /// Coalesced write batch `id` of logical unit `lu`.
+    Batch { lu: usize, id: u64 },
 }
 
 /// A backend operation for the io_uring loop to submit.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingOp {
-    pub sidx: usize,
-    pub slot: usize,
+    pub owner: Owner,
     pub fd: i32,
     pub kind: RingOpKind,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum RingOpKind {
+    /// Read `len` bytes at `offset` into the task buffer (`aux`: the auxiliary Data-In
+    /// buffer) at `pos`.
     Read {
         offset: u64,
-        ptr: *mut u8,
-        len: u32,
-        fixed: Option<u16>,
+        pos: usize,
+        len: usize,
+        aux: bool,
     },
+    /// Write `len` bytes of the task buffer from `pos` at `offset`.
     Write {
         offset: u64,
-        ptr: *const u8,
-        len: u32,
-        fixed: Option<u16>,
+        pos: usize,
+        len: usize,
         fua: bool,
     },
     Flush,
@@ -156,6 +182,20 @@ pub(crate) struct Core {
     pub(crate) pending_serial: Option<u64>,
     /// Session a login is about to join.
     pub(crate) pending_join: Option<usize>,
+    /// Counters, logged when the reactor stops.
+    pub stats: ReactorStats,
+    /// Streams state per logical unit (by [`crate::runtime::LunRuntime::index`]), created on
+    /// first use.
+    pub streams: Vec<Option<super::streams::ReactorStreams>>,
+}
+
+/// A reactor's counters (plain integers: one thread owns them).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ReactorStats {
+    /// Data-segment bytes copied from the receive buffer into task buffers.
+    pub rx_copied: u64,
+    /// Data-segment bytes received straight into task buffers.
+    pub rx_direct: u64,
 }
 
 impl Core {
@@ -184,7 +224,38 @@ impl Core {
             handoffs: Vec::new(),
             pending_serial: None,
             pending_join: None,
+            stats: ReactorStats::default(),
+            streams: Vec::new(),
         }
+    }
+
+    /// Publishes the reactor's counters for [`crate::Engine::stats`].
+    pub(crate) fn publish_stats(&self) {
+        if let Some(h) = self.shared.reactors.get().and_then(|r| r.get(self.id)) {
+            h.stats
+                .rx_direct
+                .store(self.stats.rx_direct, Ordering::Relaxed);
+            h.stats
+                .rx_copied
+                .store(self.stats.rx_copied, Ordering::Relaxed);
+        }
+    }
+
+    /// Logs (and publishes) the reactor's counters when it stops.
+    pub(crate) fn log_stats(&self) {
+        self.publish_stats();
+        let s = self.stats;
+        tracing::info!(
+            reactor = self.id,
+            rx_direct_bytes = s.rx_direct,
+            rx_copied_bytes = s.rx_copied,
+            "reactor stopped: data segments received {:.1}% straight into task buffers",
+            if s.rx_direct + s.rx_copied == 0 {
+                0.0
+            } else {
+                100.0 * s.rx_direct as f64 / (s.rx_direct + s.rx_copied) as f64
+            }
+        );
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -296,6 +367,7 @@ impl Core {
 
     /// Runs due timers: session NOP pings/timeouts, login timeouts, the shutdown deadline.
     pub(crate) fn tick(&mut self) {
+        self.publish_stats();
         let now = self.now;
         for sidx in self.sessions.keys() {
             let due = self
@@ -377,6 +449,11 @@ impl Core {
         if let Some(d) = self.shutdown_deadline {
             next = next.min(d);
         }
+        for rs in self.streams.iter().flatten() {
+            if let Some(d) = rs.next_deadline() {
+                next = next.min(d);
+            }
+        }
         next.saturating_duration_since(self.now)
             .max(Duration::from_millis(1))
     }
@@ -409,11 +486,13 @@ impl Core {
         let Some(ctx) = self.sessions.get_mut(sidx) else {
             return;
         };
-        for item in conn.batch.items.drain(..) {
-            if let ItemPayload::Task { task, .. } = item.payload {
-                ctx.session.transmit_done(task);
-            }
+        let _ = ctx;
+        if let Some(mut batch) = conn.batch.take() {
+            self.settle_batch(&mut batch);
         }
+        let Some(ctx) = self.sessions.get_mut(sidx) else {
+            return;
+        };
         for t in conn.txq.drain(..) {
             if let Payload::Task { task, .. } = t.payload {
                 ctx.session.transmit_done(task);

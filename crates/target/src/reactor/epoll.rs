@@ -1,7 +1,8 @@
 //! The portable readiness loop (epoll through mio) used where io_uring is unavailable
 //! (`/proc/sys/kernel/io_uring_disabled`, seccomp, EPERM at setup) or forced with
 //! `--io-engine epoll`. Same reactor structure and the same [`Core`]; sockets are read and
-//! written with non-blocking `read`/`writev`, and file-backed logical units execute their I/O
+//! written with non-blocking `read`/`writev` (data segments that have not arrived yet are read
+//! straight into their task buffers), and file-backed logical units execute their I/O
 //! synchronously on the reactor thread.
 
 use std::io::{ErrorKind, IoSlice, Read, Write};
@@ -50,10 +51,9 @@ pub(crate) fn run(mut core: Core, mut poll: Poll, rx: &Receiver<Message>) {
         }
         flush_all(&mut core);
         for (t, reactor, request) in std::mem::take(&mut core.handoffs) {
-            let unsent = core
-                .conns
-                .get(t)
-                .is_some_and(|c| !c.batch.is_empty() || !c.txq.is_empty());
+            let unsent = core.conns.get(t).is_some_and(|c| {
+                c.batch.as_ref().is_some_and(|b| !b.is_empty()) || !c.txq.is_empty()
+            });
             if unsent {
                 // Finish sending what this reactor queued first.
                 core.handoffs.push((t, reactor, request));
@@ -94,22 +94,48 @@ pub(crate) fn run(mut core: Core, mut poll: Poll, rx: &Receiver<Message>) {
             }
         }
     }
+    core.log_stats();
 }
 
 fn read_all(core: &mut Core, t: usize) {
     loop {
+        let direct = core.direct_target(t);
+        let want = core.rx_want(t);
         let Some(conn) = core.conns.get_mut(t) else {
             return;
         };
         if matches!(conn.life, Life::Closing | Life::Handoff) {
             return;
         }
-        match (&conn.stream).read(&mut conn.rx) {
+        let r = match direct {
+            Some(d) => {
+                let dst = core
+                    .sessions
+                    .get_mut(d.sidx)
+                    .and_then(|c| c.slots.get_mut(d.slot))
+                    .and_then(|s| s.buf.as_mut_slice().get_mut(d.pos..d.pos + d.len));
+                match dst {
+                    Some(dst) => (&conn.stream).read(dst),
+                    None => return,
+                }
+            }
+            None => match conn.rx.as_mut() {
+                Some(rx) => {
+                    let len = rx.as_slice().len().min(want);
+                    (&conn.stream).read(rx.as_mut_slice().get_mut(..len).unwrap_or(&mut []))
+                }
+                None => return,
+            },
+        };
+        match r {
             Ok(0) => {
                 core.close_conn(t);
                 return;
             }
-            Ok(n) => core.on_received(t, n),
+            Ok(n) => match direct {
+                Some(d) => core.on_direct_received(t, d, n, None),
+                None => core.on_received(t, n),
+            },
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => {
@@ -153,27 +179,22 @@ fn flush(core: &mut Core, t: usize) -> bool {
             let empty = IoSlice::new(&[]);
             let mut slices = [empty; MAX_BATCH * 3];
             let mut n = 0;
-            let mut skip = conn.batch.sent;
-            for item in &conn.batch.items {
-                let parts = [
-                    item.header.as_bytes(),
-                    Core::payload_bytes(&core.sessions, item),
-                    item.trailer.as_bytes(),
-                ];
-                for part in parts {
+            if let Some(batch) = conn.batch.as_deref() {
+                let mut skip = batch.sent;
+                rtgt_uring::net::Gather::gather(batch, &mut |part: &[u8]| {
                     if part.is_empty() {
-                        continue;
+                        return;
                     }
                     if skip >= part.len() {
                         skip -= part.len();
-                        continue;
+                        return;
                     }
                     if let Some(s) = slices.get_mut(n) {
                         *s = IoSlice::new(part.get(skip..).unwrap_or(&[]));
                         n += 1;
                     }
                     skip = 0;
-                }
+                });
             }
             (&conn.stream).write_vectored(slices.get(..n).unwrap_or(&[]))
         };

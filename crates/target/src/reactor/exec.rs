@@ -12,7 +12,8 @@ use rtgt_scsi::{
 };
 use rtgt_session::target::{Completion, LuAction, TaskId};
 
-use super::core::{Core, IoMode, RingOp, RingOpKind};
+use super::buffers::TaskBuf;
+use super::core::{Core, IoMode, Owner, RingOp, RingOpKind};
 use super::sessions::SessionCtx;
 use super::shared::Message;
 use crate::runtime::Backend;
@@ -100,6 +101,8 @@ impl Core {
         let mode = self.mode;
         let cache = self.cache.as_ref();
         let pool_size = self.pool_size;
+        let now = self.now;
+        let reactors = self.shared.reactors.get().map_or(1, Vec::len);
         let Some(ctx) = self.sessions.get_mut(sidx) else {
             return;
         };
@@ -123,8 +126,7 @@ impl Core {
         let in_cap = cmd.data_in_capacity();
         slot.aux_used = out_len > 0 && in_cap > 0;
         if slot.aux_used {
-            slot.aux.clear();
-            slot.aux.resize(in_cap, 0);
+            slot.aux.zeroed_heap(in_cap);
         } else if in_cap > 0 {
             slot.buf.ensure(in_cap, cache, pool_size);
         }
@@ -161,6 +163,7 @@ impl Core {
                     return;
                 }
                 let backend = l.backend.block();
+                let mut rs = super::streams::state_for(&mut self.streams, l, reactors);
                 let c = {
                     let (data_out, data_in): (&[u8], &mut [u8]) = if slot.aux_used {
                         (
@@ -177,18 +180,35 @@ impl Core {
                     let single = match (plan.ops(), &l.backend) {
                         // Plain pread/pwrite on the descriptor: no lock, no second ring (the
                         // store's own synchronous path serialises on a mutex).
-                        ([op], Backend::File(s)) if !s.backing().is_direct() => {
-                            file_io(s.backing().file(), *op, data_out, data_in)
-                        }
+                        ([op], Backend::File(s)) if !s.backing().is_direct() => streamed_file_io(
+                            rs.as_deref_mut(),
+                            s.backing().file(),
+                            now,
+                            *op,
+                            data_out,
+                            data_in,
+                        ),
                         ([op], _) => run_one(backend, *op, data_out, data_in),
                         _ => None,
                     };
-                    if let Some(o) = single {
+                    // Plain reads and writes through `streamed_file_io` kept the cache coherent.
+                    let tracked = single.is_some()
+                        && matches!(&l.backend, Backend::File(s) if !s.backing().is_direct());
+                    let c = if let Some(o) = single {
                         lu.complete(nexus, cmd, core::slice::from_ref(&o))
                     } else {
                         let outcomes = rtgt_scsi::run_plan(backend, &plan, data_out, data_in);
                         lu.complete(nexus, cmd, &outcomes)
+                    };
+                    let changed = plan
+                        .ops()
+                        .iter()
+                        .any(|op| !matches!(op, IoOp::Read { .. } | IoOp::Flush));
+                    if let (Some(rs), true, false) = (rs, changed, tracked) {
+                        // Anything but a plain write (WRITE SAME, UNMAP, ...): drop it all.
+                        rs.after_write(0, u64::MAX);
                     }
+                    c
                 };
                 self.finish(sidx, id, &c);
             }
@@ -246,88 +266,320 @@ impl Core {
         let fd = std::os::fd::AsRawFd::as_raw_fd(store.backing().file());
         let capacity = store.backing().size_bytes();
         let align = store.backing().alignment().offset();
-        let kind = match op {
-            IoOp::Read { offset, len, buf } => {
-                let xfer = rtgt_uring::completion::Transfer::new(
-                    rtgt_uring::completion::Direction::Read,
-                    offset,
-                    len as usize,
-                    capacity,
-                    align,
-                );
-                slot.xfer = Some((xfer, op));
-                let fixed = if slot.aux_used {
-                    None
-                } else {
-                    slot.buf.fixed_index()
-                };
-                let base = if slot.aux_used {
-                    slot.aux.as_mut_slice()
-                } else {
-                    slot.buf.as_mut_slice()
-                };
-                let Some(dst) = base.get_mut(buf..buf + len as usize) else {
-                    slot.outcomes
-                        .push(IoOutcome::Failed(rtgt_scsi::BackendError::Other(
-                            "buffer".into(),
-                        )));
-                    slot.next_op += 1;
-                    return self.submit_next_op(sidx, id);
-                };
-                RingOpKind::Read {
-                    offset,
-                    ptr: dst.as_mut_ptr(),
-                    len: len as u32,
-                    fixed,
-                }
-            }
-            IoOp::Write {
-                offset,
-                len,
-                buf,
-                fua,
-            } => {
-                let xfer = rtgt_uring::completion::Transfer::new(
-                    rtgt_uring::completion::Direction::Write,
-                    offset,
-                    len as usize,
-                    capacity,
-                    align,
-                );
-                slot.xfer = Some((xfer, op));
-                let fixed = slot.buf.fixed_index();
-                let Some(src) = slot.buf.as_slice().get(buf..buf + len as usize) else {
-                    slot.outcomes
-                        .push(IoOutcome::Failed(rtgt_scsi::BackendError::Other(
-                            "buffer".into(),
-                        )));
-                    slot.next_op += 1;
-                    return self.submit_next_op(sidx, id);
-                };
-                RingOpKind::Write {
-                    offset,
-                    ptr: src.as_ptr(),
-                    len: len as u32,
-                    fixed,
-                    fua,
-                }
-            }
-            _ => {
-                slot.xfer = None;
-                RingOpKind::Flush
-            }
+        let single_op = slot.plan.as_ref().is_some_and(|p| p.ops().len() == 1);
+        let reactors = self.shared.reactors.get().map_or(1, Vec::len);
+        let rs = super::streams::state_for(&mut self.streams, l, reactors);
+        let transfer = |dir, offset, len: u64| {
+            rtgt_uring::completion::Transfer::new(dir, offset, len as usize, capacity, align)
         };
+        let kind =
+            match op {
+                IoOp::Read { offset, len, buf } => {
+                    slot.xfer = Some((
+                        transfer(rtgt_uring::completion::Direction::Read, offset, len),
+                        op,
+                    ));
+                    let aux = slot.aux_used;
+                    if let Some(rs) = rs {
+                        let base = if aux { &mut slot.aux } else { &mut slot.buf };
+                        let step = match base.as_mut_slice().get_mut(buf..buf + len as usize) {
+                            Some(dst) => rs.read(self.now, offset, dst),
+                            None => super::streams::ReadStep::Direct,
+                        };
+                        for (cs, start, n) in rs.to_submit.drain(..) {
+                            self.ring_ops.push(RingOp {
+                                owner: Owner::Fetch {
+                                    lu: l.index,
+                                    slot: cs,
+                                },
+                                fd,
+                                kind: RingOpKind::Read {
+                                    offset: start,
+                                    pos: 0,
+                                    len: n,
+                                    aux: false,
+                                },
+                            });
+                        }
+                        match step {
+                            super::streams::ReadStep::Hit => {
+                                slot.outcomes.push(IoOutcome::Done);
+                                slot.next_op += 1;
+                                return self.submit_next_op(sidx, id);
+                            }
+                            super::streams::ReadStep::Wait(cs) => {
+                                rs.park(
+                                    cs,
+                                    super::streams::Waiter {
+                                        sidx,
+                                        slot: id.slot(),
+                                        task: id,
+                                        offset,
+                                        len: len as usize,
+                                        pos: buf,
+                                        aux,
+                                    },
+                                );
+                                slot.io_pending = true;
+                                return;
+                            }
+                            super::streams::ReadStep::Direct => {}
+                        }
+                    }
+                    RingOpKind::Read {
+                        offset,
+                        pos: buf,
+                        len: len as usize,
+                        aux,
+                    }
+                }
+                IoOp::Write {
+                    offset,
+                    len,
+                    buf,
+                    fua,
+                } => {
+                    slot.xfer = Some((
+                        transfer(rtgt_uring::completion::Direction::Write, offset, len),
+                        op,
+                    ));
+                    if let Some(rs) = rs {
+                        rs.invalidate(offset, len);
+                        let step = if single_op && !slot.aux_used {
+                            rs.plan_write(self.now, offset, len, fua)
+                        } else {
+                            super::streams::WriteStep::Direct(None)
+                        };
+                        match step {
+                            super::streams::WriteStep::Direct(stream) => slot.wstream = stream,
+                            super::streams::WriteStep::Batch { index, pos, stream } => {
+                                let src = slot.buf.as_slice().get(buf..buf + len as usize);
+                                let batch = rs.batches.get_mut(index);
+                                if let (Some(src), Some(b)) = (src, batch) {
+                                    if let Some(dst) = b.buf.as_mut().and_then(|d| {
+                                        d.as_mut_slice().get_mut(pos..pos + src.len())
+                                    }) {
+                                        dst.copy_from_slice(src);
+                                    }
+                                    b.members.push(super::streams::Member {
+                                        sidx,
+                                        slot: id.slot(),
+                                        task: id,
+                                        stream,
+                                    });
+                                }
+                                slot.io_pending = true;
+                                return;
+                            }
+                        }
+                    }
+                    RingOpKind::Write {
+                        offset,
+                        pos: buf,
+                        len: len as usize,
+                        fua,
+                    }
+                }
+                _ => {
+                    slot.xfer = None;
+                    if let Some(rs) = rs {
+                        // SYNCHRONIZE CACHE: nothing waits for neighbours any more.
+                        rs.close_all();
+                    }
+                    RingOpKind::Flush
+                }
+            };
         slot.io_pending = true;
         self.ring_ops.push(RingOp {
-            sidx,
-            slot: id.slot(),
+            owner: Owner::Task {
+                sidx,
+                slot: id.slot(),
+            },
             fd,
             kind,
         });
     }
 
-    /// A ring operation of a task slot completed with `res` (bytes or -errno).
-    pub(crate) fn on_backend_done(&mut self, sidx: usize, slot_idx: usize, res: i32) {
+    /// Lends the buffer a ring operation works on (the ring owns it until the completion).
+    pub(crate) fn lend_for_op(&mut self, op: &RingOp) -> Option<Box<TaskBuf>> {
+        match op.owner {
+            Owner::Task { sidx, slot } => {
+                let slot = self.sessions.get_mut(sidx)?.slots.get_mut(slot)?;
+                match op.kind {
+                    RingOpKind::Read { aux, .. } => Some(slot.lend(aux)),
+                    RingOpKind::Write { .. } => Some(slot.lend(false)),
+                    RingOpKind::Flush => None,
+                }
+            }
+            Owner::Fetch { lu, slot } => {
+                Some(self.streams.get_mut(lu)?.as_mut()?.lend_fetch_buf(slot))
+            }
+            Owner::Batch { lu, id } => self
+                .streams
+                .get_mut(lu)?
+                .as_mut()?
+                .batches
+                .iter_mut()
+                .find(|b| b.id == id)?
+                .buf
+                .take(),
+        }
+    }
+
+    /// A ring operation completed with `res`; `buf` is its memory, back from the ring.
+    pub(crate) fn on_ring_done(&mut self, owner: Owner, res: i32, buf: Option<Box<TaskBuf>>) {
+        match owner {
+            Owner::Task { sidx, slot } => self.on_backend_done(sidx, slot, res, buf),
+            Owner::Fetch { lu, slot } => self.on_fetch_done(lu, slot, res, buf),
+            Owner::Batch { lu, id } => self.on_batch_done(lu, id, res, buf),
+        }
+    }
+
+    /// A read-ahead fetch completed: serve the reads that waited for it (or send them to the
+    /// store when it did not bring their data).
+    fn on_fetch_done(&mut self, lu: usize, cache_slot: usize, res: i32, buf: Option<Box<TaskBuf>>) {
+        let Some(rs) = self.streams.get_mut(lu).and_then(Option::as_mut) else {
+            return;
+        };
+        let waiters = match buf {
+            Some(b) => rs.fetch_done(cache_slot, res, b),
+            None => Vec::new(),
+        };
+        for w in waiters {
+            let Some(rs) = self.streams.get_mut(lu).and_then(Option::as_mut) else {
+                return;
+            };
+            let Some(ctx) = self.sessions.get_mut(w.sidx) else {
+                continue;
+            };
+            if ctx.session.task_in_slot(w.slot) != Some(w.task) {
+                continue;
+            }
+            let Some(slot) = ctx.slots.get_mut(w.slot) else {
+                continue;
+            };
+            let base = if w.aux { &mut slot.aux } else { &mut slot.buf };
+            let served = base
+                .as_mut_slice()
+                .get_mut(w.pos..w.pos + w.len)
+                .is_some_and(|dst| rs.serve(&w, dst));
+            if served {
+                slot.io_pending = false;
+                slot.outcomes.push(IoOutcome::Done);
+                slot.next_op += 1;
+                self.submit_next_op(w.sidx, w.task);
+                self.drive_session(w.sidx);
+            } else {
+                let fd = ctx
+                    .target
+                    .as_ref()
+                    .and_then(|t| t.lun(slot.lun))
+                    .and_then(|l| match &l.backend {
+                        Backend::File(s) => {
+                            Some(std::os::fd::AsRawFd::as_raw_fd(s.backing().file()))
+                        }
+                        _ => None,
+                    });
+                if let Some(fd) = fd {
+                    self.ring_ops.push(RingOp {
+                        owner: Owner::Task {
+                            sidx: w.sidx,
+                            slot: w.slot,
+                        },
+                        fd,
+                        kind: RingOpKind::Read {
+                            offset: w.offset,
+                            pos: w.pos,
+                            len: w.len,
+                            aux: w.aux,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// The batch of logical unit `lu` whose id ends in `low` (completion tags carry 32 bits).
+    pub(crate) fn batch_id(&self, lu: usize, low: u32) -> u64 {
+        self.streams
+            .get(lu)
+            .and_then(Option::as_ref)
+            .and_then(|rs| rs.batches.iter().find(|b| b.id as u32 == low))
+            .map_or(u64::from(low), |b| b.id)
+    }
+
+    /// Queues the write of every coalesced batch that is due.
+    pub(crate) fn poll_batches(&mut self) {
+        let mut due = Vec::new();
+        for (lu, rs) in self.streams.iter_mut().enumerate() {
+            let Some(rs) = rs else { continue };
+            if rs.batches.is_empty() {
+                continue;
+            }
+            due.clear();
+            rs.due_batches(self.now, &mut due);
+            for &i in &due {
+                let Some(b) = rs.batches.get(i) else { continue };
+                let (Some(closed), Some(fd)) = (b.closed, rs.fd) else {
+                    continue;
+                };
+                self.ring_ops.push(RingOp {
+                    owner: Owner::Batch { lu, id: b.id },
+                    fd,
+                    kind: RingOpKind::Write {
+                        offset: closed.offset,
+                        pos: 0,
+                        len: closed.len as usize,
+                        fua: false,
+                    },
+                });
+            }
+        }
+    }
+
+    /// A coalesced batch was written: every write in it completes with the batch's outcome.
+    fn on_batch_done(&mut self, lu: usize, id: u64, res: i32, _buf: Option<Box<TaskBuf>>) {
+        let Some(rs) = self.streams.get_mut(lu).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(batch) = rs.batch_done(id) else {
+            return;
+        };
+        let want = batch.closed.map_or(0, |c| c.len);
+        let outcome = match rtgt_uring::decode_result(res, "write") {
+            Ok(n) if n as u64 == want => IoOutcome::Done,
+            Ok(_) => IoOutcome::Failed(rtgt_scsi::BackendError::Other(
+                "short coalesced write".into(),
+            )),
+            Err(e) => IoOutcome::Failed(e),
+        };
+        for m in batch.members {
+            let Some(ctx) = self.sessions.get_mut(m.sidx) else {
+                continue;
+            };
+            let Some(slot) = ctx.slots.get_mut(m.slot) else {
+                continue;
+            };
+            slot.io_pending = false;
+            if ctx.session.task_in_slot(m.slot) != Some(m.task) {
+                continue;
+            }
+            slot.outcomes.push(outcome.clone());
+            slot.next_op += 1;
+            self.submit_next_op(m.sidx, m.task);
+            self.drive_session(m.sidx);
+        }
+    }
+
+    /// A ring operation of a task slot completed with `res` (bytes or -errno); `buf` is the
+    /// buffer it worked on, back from the ring.
+    pub(crate) fn on_backend_done(
+        &mut self,
+        sidx: usize,
+        slot_idx: usize,
+        res: i32,
+        buf: Option<Box<TaskBuf>>,
+    ) {
         let Some(ctx) = self.sessions.get_mut(sidx) else {
             return;
         };
@@ -335,6 +587,10 @@ impl Core {
         let Some(slot) = ctx.slots.get_mut(slot_idx) else {
             return;
         };
+        if let Some(b) = buf {
+            let aux = slot.aux_used && matches!(slot.xfer, Some((_, IoOp::Read { .. })));
+            slot.restore(b, aux);
+        }
         slot.io_pending = false;
         let Some(id) = id else {
             return;
@@ -378,46 +634,27 @@ impl Core {
                             return;
                         };
                         let kind = match op {
-                            IoOp::Read { buf, .. } => {
-                                let fixed = if slot.aux_used {
-                                    None
-                                } else {
-                                    slot.buf.fixed_index()
-                                };
-                                let base = if slot.aux_used {
-                                    slot.aux.as_mut_slice()
-                                } else {
-                                    slot.buf.as_mut_slice()
-                                };
-                                base.get_mut(buf + buf_pos..buf + buf_pos + len).map(|d| {
-                                    RingOpKind::Read {
-                                        offset,
-                                        ptr: d.as_mut_ptr(),
-                                        len: len as u32,
-                                        fixed,
-                                    }
-                                })
-                            }
-                            IoOp::Write { buf, fua, .. } => {
-                                let fixed = slot.buf.fixed_index();
-                                slot.buf
-                                    .as_slice()
-                                    .get(buf + buf_pos..buf + buf_pos + len)
-                                    .map(|d| RingOpKind::Write {
-                                        offset,
-                                        ptr: d.as_ptr(),
-                                        len: len as u32,
-                                        fixed,
-                                        fua,
-                                    })
-                            }
+                            IoOp::Read { buf, .. } => Some(RingOpKind::Read {
+                                offset,
+                                pos: buf + buf_pos,
+                                len,
+                                aux: slot.aux_used,
+                            }),
+                            IoOp::Write { buf, fua, .. } => Some(RingOpKind::Write {
+                                offset,
+                                pos: buf + buf_pos,
+                                len,
+                                fua,
+                            }),
                             _ => None,
                         };
                         if let Some(kind) = kind {
                             slot.io_pending = true;
                             self.ring_ops.push(RingOp {
-                                sidx,
-                                slot: slot_idx,
+                                owner: Owner::Task {
+                                    sidx,
+                                    slot: slot_idx,
+                                },
                                 fd,
                                 kind,
                             });
@@ -428,6 +665,21 @@ impl Core {
                     Err(e) => IoOutcome::Failed(e),
                 },
             };
+        if let Some((_, IoOp::Write { offset, len, .. })) = slot.xfer {
+            // Before the write is acknowledged: read-ahead caches drop what it changed.
+            let lu = ctx
+                .target
+                .as_ref()
+                .and_then(|t| t.lun(slot.lun))
+                .map(|l| l.index);
+            if let Some(rs) = lu
+                .and_then(|i| self.streams.get_mut(i))
+                .and_then(Option::as_mut)
+            {
+                rs.after_write(offset, len);
+                rs.write_done(slot.wstream.take());
+            }
+        }
         slot.outcomes.push(outcome);
         slot.next_op += 1;
         self.submit_next_op(sidx, id);
@@ -448,11 +700,12 @@ impl Core {
             DataIn::None => 0,
             DataIn::Buffer { len } => {
                 if slot.aux_used {
-                    let n = (*len).min(slot.aux.len());
+                    let n = (*len).min(slot.aux.as_slice().len());
                     slot.buf.ensure(n, cache, pool_size);
-                    if let (Some(dst), Some(src)) =
-                        (slot.buf.as_mut_slice().get_mut(..n), slot.aux.get(..n))
-                    {
+                    if let (Some(dst), Some(src)) = (
+                        slot.buf.as_mut_slice().get_mut(..n),
+                        slot.aux.as_slice().get(..n),
+                    ) {
                         dst.copy_from_slice(src);
                     }
                     n
@@ -646,6 +899,38 @@ fn run_one(
         Ok(()) => IoOutcome::Done,
         Err(e) => IoOutcome::Failed(e),
     })
+}
+
+/// [`file_io`] with the streams feature: reads of sequential streams through the read-ahead
+/// cache (fetching their chunk synchronously), writes dropping what they overlap.
+fn streamed_file_io(
+    rs: Option<&mut super::streams::ReactorStreams>,
+    file: &std::fs::File,
+    now: std::time::Instant,
+    op: IoOp,
+    data_out: &[u8],
+    data_in: &mut [u8],
+) -> Option<IoOutcome> {
+    let Some(rs) = rs else {
+        return file_io(file, op, data_out, data_in);
+    };
+    match op {
+        IoOp::Read { offset, len, buf } => {
+            let dst = data_in.get_mut(buf..buf + usize::try_from(len).ok()?)?;
+            match rs.read_sync(file, now, offset, dst) {
+                Some(Ok(())) => Some(IoOutcome::Done),
+                Some(Err(e)) => Some(IoOutcome::Failed(rtgt_uring::io_to_backend(&e, "read"))),
+                None => file_io(file, op, data_out, data_in),
+            }
+        }
+        IoOp::Write { offset, len, .. } => {
+            rs.invalidate(offset, len);
+            let o = file_io(file, op, data_out, data_in);
+            rs.after_write(offset, len);
+            o
+        }
+        _ => file_io(file, op, data_out, data_in),
+    }
 }
 
 /// Reads or writes a file directly with pread/pwrite (readiness engine, and files in memory on

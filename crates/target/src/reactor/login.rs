@@ -12,8 +12,8 @@ use rtgt_session::table::SessionKey;
 use rtgt_session::target::login::{LoginStep, SessionRequest, SessionResolution};
 use rtgt_session::target::{SessionSetup, TargetSession};
 
-use super::buffers::Slot;
-use super::core::{Conn, Core, LOGIN_TIMEOUT, Life, MAX_BATCH, Phase, RX_BUF, RxPlace};
+use super::buffers::{Slot, TaskBuf};
+use super::core::{Conn, Core, LOGIN_TIMEOUT, Life, Phase, RX_BUF, RxPlace};
 use super::send::SendBatch;
 use super::sessions::SessionCtx;
 use super::shared::{Handoff, Message, SessionLoc};
@@ -255,7 +255,10 @@ impl Core {
             stream,
             info,
             framer,
-            rx: vec![0u8; RX_BUF].into_boxed_slice(),
+            rx: Some(Box::new(TaskBuf::heap(RX_BUF))),
+            direct: None,
+            header_first: false,
+            trailer: 0,
             phase: Phase::Login(login),
             place: RxPlace::Discard,
             collect: Vec::new(),
@@ -263,11 +266,7 @@ impl Core {
             digests: Digests::NONE,
             plain: 0,
             txq: conn_txq,
-            batch: SendBatch {
-                items: Vec::with_capacity(MAX_BATCH),
-                total: 0,
-                sent: 0,
-            },
+            batch: Some(SendBatch::new()),
             life: Life::Open,
             login_deadline: Some(self.now + LOGIN_TIMEOUT),
         };

@@ -12,6 +12,7 @@ pub(crate) mod send;
 pub(crate) mod sessions;
 pub(crate) mod shared;
 pub(crate) mod slab;
+pub(crate) mod streams;
 pub(crate) mod uring;
 
 use std::sync::Arc;
@@ -80,9 +81,9 @@ pub(crate) fn spawn(
             (IoMode::Uring, WakeEnd::Socket(sock)) => {
                 let entries = 1024;
                 match uring::build_ring(entries, pool.as_ref()) {
-                    Ok((ring, registered)) => {
+                    Ok(ring) => {
                         let core = Core::new(spec.id, shared, IoMode::Uring, cache, pool_size);
-                        uring::run(core, ring, registered, &sock, &rx);
+                        uring::run(core, ring, &sock, &rx);
                     }
                     Err(e) => tracing::error!(reactor = spec.id, error = %e, "cannot build io_uring"),
                 }

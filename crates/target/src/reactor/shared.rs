@@ -91,12 +91,22 @@ impl Waker {
     }
 }
 
+/// A reactor's counters as published for the engine (refreshed every timer tick and when
+/// the reactor stops; relaxed atomics, they are statistics).
+#[derive(Debug, Default)]
+pub(crate) struct PublishedStats {
+    pub rx_direct: AtomicU64,
+    pub rx_copied: AtomicU64,
+}
+
 /// A reactor as seen from outside.
 pub(crate) struct ReactorHandle {
     pub tx: Sender<Message>,
     pub waker: Waker,
     /// Connections on it (load for the acceptor).
     pub load: AtomicUsize,
+    /// Its counters.
+    pub stats: PublishedStats,
 }
 
 /// Everything reactors share.

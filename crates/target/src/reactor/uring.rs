@@ -1,14 +1,14 @@
 //! The io_uring reactor loop (io_uring_enter(2)): one ring per reactor carries the sockets'
-//! RECV and SENDMSG (header + payload + digest of many PDUs in one vectored send), the backing
-//! files' READ/WRITE (READ_FIXED/WRITE_FIXED into the reactor's registered pool buffers) and
-//! FSYNC, a wake-up receive and a timeout — submitted in one `io_uring_enter` per loop turn.
+//! RECV (into the connection's buffer, or straight into a task buffer for data segments still
+//! to come) and SENDMSG (header + payload + digest of many PDUs in one vectored send), the
+//! backing files' READ/WRITE (READ_FIXED/WRITE_FIXED into the reactor's registered pool
+//! buffers) and FSYNC, a wake-up receive and a timer — submitted in one `io_uring_enter` per
+//! loop turn.
 //!
-//! This module holds all of the engine's `unsafe` code (pushing entries whose memory the
-//! kernel uses asynchronously, and registering buffers). Every block says why the memory stays
-//! valid: receive buffers, send batches, message headers and iovec arrays live in heap
-//! allocations owned by the connection (or by this loop) that are neither freed nor moved
-//! until the completion has been reaped; task buffers stay put until the session releases the
-//! task, which it does only after the engine reported the completion.
+//! The ring is rtgt-uring's [`ReactorRing`], which owns the memory of every operation in
+//! flight: receive buffers, send batches (with the task buffers their Data-In comes from) and
+//! task buffers of backing I/O are moved into it at submission and come back with the
+//! completion. This loop holds no `unsafe` code.
 
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
@@ -16,17 +16,30 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use io_uring::{IoUring, opcode, squeue, types};
+use rtgt_uring::FileRef;
+use rtgt_uring::net::{Done, ReactorRing, Refused, Returned};
 
-use super::core::{Core, Life, MAX_BATCH, RingOp, RingOpKind};
+use super::buffers::TaskBuf;
+use super::core::{Core, Life, Owner, RingOpKind};
+use super::send::SendBatch;
 use super::shared::Message;
-use rtgt_uring::sqe::{self, FileRef};
 
 const KIND_RECV: u64 = 1;
 const KIND_SEND: u64 = 2;
 const KIND_BACKEND: u64 = 3;
 const KIND_WAKE: u64 = 4;
 const KIND_TIMEOUT: u64 = 5;
+const KIND_FETCH: u64 = 6;
+const KIND_BATCH: u64 = 7;
+
+/// The completion tag of a backend operation.
+fn owner_tag(owner: Owner) -> u64 {
+    match owner {
+        Owner::Task { sidx, slot } => user_data(KIND_BACKEND, sidx, slot),
+        Owner::Fetch { lu, slot } => user_data(KIND_FETCH, lu, slot),
+        Owner::Batch { lu, id } => user_data(KIND_BATCH, lu, id as usize),
+    }
+}
 
 fn user_data(kind: u64, a: usize, b: usize) -> u64 {
     (kind << 56) | (((a as u64) & 0xff_ffff) << 32) | ((b as u64) & 0xffff_ffff)
@@ -40,101 +53,131 @@ fn split(ud: u64) -> (u64, usize, usize) {
     )
 }
 
-/// A vectored send's header and iovecs; boxed so their addresses never change.
-struct Msg {
-    hdr: libc::msghdr,
-    iov: [libc::iovec; MAX_BATCH * 3],
-}
-
-impl Msg {
-    fn new() -> Box<Self> {
-        // msghdr and iovec are plain C structs; null pointers and zero lengths are valid.
-        let iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_BATCH * 3];
-        let hdr = libc::msghdr {
-            msg_name: std::ptr::null_mut(),
-            msg_namelen: 0,
-            msg_iov: std::ptr::null_mut(),
-            msg_iovlen: 0,
-            msg_control: std::ptr::null_mut(),
-            msg_controllen: 0,
-            msg_flags: 0,
-        };
-        Box::new(Self { hdr, iov })
-    }
-}
+/// The reactor's ring: task buffers for receives and backing I/O, batches for sends.
+pub(crate) type Ring = ReactorRing<TaskBuf, SendBatch>;
 
 /// Per-connection ring state.
 struct UConn {
     recv: bool,
     send: bool,
-    msg: Box<Msg>,
 }
 
 /// Builds a ring for a reactor, registering the pool's buffers as fixed buffers.
 pub(crate) fn build_ring(
     entries: u32,
     pool: Option<&rtgt_affinity::NodePool>,
-) -> std::io::Result<(IoUring, bool)> {
+) -> std::io::Result<Ring> {
     let opts = rtgt_uring::RingOptions {
         single_issuer: true,
         defer_taskrun: true,
         ..Default::default()
     };
-    let (ring, _flags) = rtgt_uring::ring::build(entries, &opts)?;
-    let mut registered = false;
+    let (mut ring, _flags) = Ring::new(entries, &opts)?;
     if let Some(pool) = pool {
-        let iovecs = pool.iovecs();
-        // SAFETY: the iovecs describe the pool's mapping, which the reactor keeps alive (the
-        // pool and every cache handle hold it) for longer than the ring: the ring is dropped at
-        // the end of `run`, before the reactor thread drops its pool.
-        let r = unsafe { ring.submitter().register_buffers(&iovecs) };
-        match r {
-            Ok(()) => registered = true,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not register the buffer pool with io_uring; using plain reads and writes");
+        if let Err(e) = ring.register_pool(pool) {
+            tracing::warn!(error = %e, "could not register the buffer pool with io_uring; using plain reads and writes");
+        }
+    }
+    Ok(ring)
+}
+
+/// Submits the backend operations the core queued (lending their task buffers to the ring).
+fn submit_backend(core: &mut Core, ring: &mut Ring) {
+    while let Some(op) = core.ring_ops.pop() {
+        let tag = owner_tag(op.owner);
+        let file = FileRef::Fd(op.fd);
+        let refused = match (op.kind, core.lend_for_op(&op)) {
+            (RingOpKind::Flush, _) => ring.fdatasync(file, tag).err().map(|_| (-libc::EIO, None)),
+            (
+                RingOpKind::Read {
+                    offset, pos, len, ..
+                },
+                Some(buf),
+            ) => {
+                let fixed = buf.fixed_index();
+                ring.read(file, offset, buf, pos..pos + len, fixed, tag)
+                    .err()
+                    .map(refusal)
+            }
+            (
+                RingOpKind::Write {
+                    offset,
+                    pos,
+                    len,
+                    fua,
+                },
+                Some(buf),
+            ) => {
+                let fixed = buf.fixed_index();
+                ring.write(file, offset, buf, pos..pos + len, fixed, fua, tag)
+                    .err()
+                    .map(refusal)
+            }
+            (_, None) => Some((-libc::EIO, None)),
+        };
+        if let Some((res, buf)) = refused {
+            core.on_ring_done(op.owner, res, buf);
+        }
+    }
+}
+
+/// The result an operation the ring refused completes with, and its buffer.
+fn refusal(r: Refused<Box<TaskBuf>>) -> (i32, Option<Box<TaskBuf>>) {
+    let res = if r.error.kind() == ErrorKind::InvalidInput {
+        -libc::EFAULT
+    } else {
+        -libc::EIO
+    };
+    (res, Some(r.memory))
+}
+
+/// Arms a connection's receive: straight into a task buffer when a data segment is still to
+/// come (see `recv.rs`), else into its receive buffer. Returns whether one is in flight.
+fn arm_recv(core: &mut Core, ring: &mut Ring, t: usize) -> bool {
+    let direct = core.direct_target(t);
+    let Some(conn) = core.conns.get_mut(t) else {
+        return false;
+    };
+    let fd = conn.stream.as_raw_fd();
+    let tag = user_data(KIND_RECV, t, 0);
+    if let Some(d) = direct {
+        if let Some(slot) = core
+            .sessions
+            .get_mut(d.sidx)
+            .and_then(|c| c.slots.get_mut(d.slot))
+        {
+            let buf = slot.lend(false);
+            match ring.recv(fd, buf, d.pos..d.pos + d.len, tag) {
+                Ok(()) => {
+                    conn.direct = Some(d);
+                    return true;
+                }
+                Err(r) => slot.restore(r.memory, false),
             }
         }
     }
-    Ok((ring, registered))
-}
-
-/// Pushes one entry, submitting first when the submission queue is full.
-fn push(ring: &mut IoUring, entry: &squeue::Entry) -> bool {
-    loop {
-        // SAFETY: every entry built in this module points at memory that stays valid until its
-        // completion is reaped (see the module documentation and each builder's caller).
-        let pushed = unsafe { ring.submission().push(entry) };
-        if pushed.is_ok() {
-            return true;
-        }
-        if let Err(e) = ring.submit() {
-            if e.kind() != ErrorKind::Interrupted {
-                tracing::error!(error = %e, "io_uring submit failed");
-                return false;
-            }
+    let want = core.rx_want(t);
+    let Some(conn) = core.conns.get_mut(t) else {
+        return false;
+    };
+    let Some(rx) = conn.rx.take() else {
+        return false;
+    };
+    let len = rx.as_slice().len().min(want);
+    match ring.recv(fd, rx, 0..len, tag) {
+        Ok(()) => true,
+        Err(r) => {
+            conn.rx = Some(r.memory);
+            false
         }
     }
 }
 
 /// Runs the reactor until it has shut down.
-pub(crate) fn run(
-    mut core: Core,
-    mut ring: IoUring,
-    registered: bool,
-    wake: &UnixStream,
-    rx: &Receiver<Message>,
-) {
-    let fixed_ok = registered;
+pub(crate) fn run(mut core: Core, mut ring: Ring, wake: &UnixStream, rx: &Receiver<Message>) {
     let _ = wake.set_nonblocking(true);
     let mut uconns: Vec<Option<UConn>> = Vec::new();
-    let mut wake_buf: Box<[u8; 64]> = Box::new([0; 64]);
-    let mut wake_armed = false;
-    let mut timeout_armed = false;
-    let mut ts: Box<types::Timespec> = Box::new(types::Timespec::new());
-    let mut cqes: Vec<(u64, i32)> = Vec::with_capacity(1024);
+    let mut done: Vec<Done<TaskBuf, SendBatch>> = Vec::with_capacity(1024);
     let mut last_tick = Instant::now();
     let mut pending_close: Vec<usize> = Vec::new();
     loop {
@@ -153,7 +196,6 @@ pub(crate) fn run(
             uconns[t] = Some(UConn {
                 recv: false,
                 send: false,
-                msg: Msg::new(),
             });
         }
         // Sends.
@@ -167,22 +209,17 @@ pub(crate) fn run(
                 continue;
             }
             if core.next_batch(t) {
-                let Some(conn) = core.conns.get(t) else {
+                let Some(conn) = core.conns.get_mut(t) else {
                     continue;
                 };
-                let n = fill_iovecs(&core, t, &mut u.msg);
-                if n == 0 {
+                let Some(batch) = conn.batch.take() else {
                     continue;
-                }
-                u.msg.hdr.msg_iov = u.msg.iov.as_mut_ptr();
-                u.msg.hdr.msg_iovlen = n as _;
+                };
+                let skip = batch.sent;
                 let fd = conn.stream.as_raw_fd();
-                let entry = opcode::SendMsg::new(types::Fd(fd), &raw const u.msg.hdr)
-                    .flags(libc::MSG_NOSIGNAL as u32)
-                    .build()
-                    .user_data(user_data(KIND_SEND, t, 0));
-                if push(&mut ring, &entry) {
-                    u.send = true;
+                match ring.send(fd, batch, skip, user_data(KIND_SEND, t, 0)) {
+                    Ok(()) => u.send = true,
+                    Err(r) => conn.batch = Some(r.memory),
                 }
             } else if core
                 .conns
@@ -206,10 +243,9 @@ pub(crate) fn run(
                 .get(t)
                 .and_then(Option::as_ref)
                 .is_some_and(|u| u.recv || u.send)
-                || core
-                    .conns
-                    .get(t)
-                    .is_some_and(|c| !c.batch.is_empty() || !c.txq.is_empty());
+                || core.conns.get(t).is_some_and(|c| {
+                    c.batch.as_ref().is_some_and(|b| !b.is_empty()) || !c.txq.is_empty()
+                });
             if busy {
                 i += 1;
                 continue;
@@ -242,7 +278,7 @@ pub(crate) fn run(
             if u.recv {
                 continue;
             }
-            let Some(conn) = core.conns.get_mut(t) else {
+            let Some(conn) = core.conns.get(t) else {
                 // Handed to another reactor: forget it once nothing is in flight.
                 if !u.send && !pending_close.contains(&t) {
                     *slot = None;
@@ -252,35 +288,16 @@ pub(crate) fn run(
             if matches!(conn.life, Life::Closing | Life::Handoff) {
                 continue;
             }
-            let fd = conn.stream.as_raw_fd();
-            let len = conn.rx.len() as u32;
-            let entry = opcode::Recv::new(types::Fd(fd), conn.rx.as_mut_ptr(), len)
-                .build()
-                .user_data(user_data(KIND_RECV, t, 0));
-            if push(&mut ring, &entry) {
-                u.recv = true;
-            }
+            u.recv = arm_recv(&mut core, &mut ring, t);
         }
-        // Backend operations.
-        for op in core.ring_ops.drain(..) {
-            let entry = backend_entry(op, fixed_ok);
-            push(&mut ring, &entry);
+        core.poll_batches();
+        submit_backend(&mut core, &mut ring);
+        if let Err(e) = ring.arm_wake(wake.as_raw_fd(), user_data(KIND_WAKE, 0, 0)) {
+            tracing::debug!(error = %e, "cannot arm the wake-up receive");
         }
-        if !wake_armed {
-            let entry = opcode::Recv::new(types::Fd(wake.as_raw_fd()), wake_buf.as_mut_ptr(), 64)
-                .build()
-                .user_data(user_data(KIND_WAKE, 0, 0));
-            wake_armed = push(&mut ring, &entry);
-        }
-        if !timeout_armed {
-            let d = core.next_timeout().min(Duration::from_millis(50));
-            *ts = types::Timespec::new()
-                .sec(d.as_secs())
-                .nsec(d.subsec_nanos());
-            let entry = opcode::Timeout::new(&raw const *ts)
-                .build()
-                .user_data(user_data(KIND_TIMEOUT, 0, 0));
-            timeout_armed = push(&mut ring, &entry);
+        let next = core.next_timeout().min(Duration::from_millis(50));
+        if let Err(e) = ring.arm_timer(next, user_data(KIND_TIMEOUT, 0, 0)) {
+            tracing::debug!(error = %e, "cannot arm the timer");
         }
         if core.finished() && pending_close.is_empty() && uconns.iter().all(Option::is_none) {
             break;
@@ -294,25 +311,41 @@ pub(crate) fn run(
                 break;
             }
         }
-        cqes.clear();
-        cqes.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+        ring.reap(&mut done);
         core.now = Instant::now();
-        for &(ud, res) in &cqes {
-            let (kind, a, b) = split(ud);
-            match kind {
-                KIND_RECV => {
+        for d in done.drain(..) {
+            let (kind, a, b) = split(d.tag);
+            let res = d.result;
+            match (kind, d.returned) {
+                (KIND_RECV, Returned::Buf(buf)) => {
                     if let Some(Some(u)) = uconns.get_mut(a) {
                         u.recv = false;
                     }
-                    if res > 0 {
-                        core.on_received(a, res as usize);
-                    } else if res != -libc::EINTR && res != -libc::EAGAIN {
+                    let direct = core.conns.get_mut(a).and_then(|c| c.direct.take());
+                    let n = usize::try_from(res).unwrap_or(0);
+                    if let Some(dr) = direct {
+                        core.on_direct_received(a, dr, n, Some(buf));
+                    } else {
+                        if let Some(conn) = core.conns.get_mut(a) {
+                            conn.rx = Some(buf);
+                        }
+                        if n > 0 {
+                            core.on_received(a, n);
+                        }
+                    }
+                    if res <= 0 && res != -libc::EINTR && res != -libc::EAGAIN {
                         core.close_conn(a);
                     }
                 }
-                KIND_SEND => {
+                (KIND_SEND, Returned::Send(mut batch)) => {
                     if let Some(Some(u)) = uconns.get_mut(a) {
                         u.send = false;
+                    }
+                    match core.conns.get_mut(a) {
+                        Some(conn) => conn.batch = Some(batch),
+                        None => {
+                            core.settle_batch(&mut batch);
+                        }
                     }
                     if res < 0 && res != -libc::EINTR && res != -libc::EAGAIN {
                         core.close_conn(a);
@@ -321,83 +354,27 @@ pub(crate) fn run(
                     }
                     core.mark_dirty(a);
                 }
-                KIND_BACKEND => core.on_backend_done(a, b, res),
-                KIND_WAKE => wake_armed = false,
-                KIND_TIMEOUT => timeout_armed = false,
+                (KIND_BACKEND | KIND_FETCH | KIND_BATCH, returned) => {
+                    let buf = match returned {
+                        Returned::Buf(b) => Some(b),
+                        _ => None,
+                    };
+                    let owner = match kind {
+                        KIND_BACKEND => Owner::Task { sidx: a, slot: b },
+                        KIND_FETCH => Owner::Fetch { lu: a, slot: b },
+                        _ => Owner::Batch {
+                            lu: a,
+                            id: core.batch_id(a, b as u32),
+                        },
+                    };
+                    core.on_ring_done(owner, res, buf);
+                }
                 _ => {}
             }
         }
     }
-    // Drop any entries still in flight by tearing the ring down before the buffers.
+    core.log_stats();
+    // Tearing the ring down waits for (or leaks) what the kernel still holds.
     drop(ring);
     drop(uconns);
-}
-
-/// Fills `msg.iov` with the unsent part of the connection's batch; returns the iovec count.
-fn fill_iovecs(core: &Core, token: usize, msg: &mut Msg) -> usize {
-    let Some(conn) = core.conns.get(token) else {
-        return 0;
-    };
-    let mut skip = conn.batch.sent;
-    let mut n = 0;
-    for item in &conn.batch.items {
-        let parts = [
-            item.header.as_bytes(),
-            Core::payload_bytes(&core.sessions, item),
-            item.trailer.as_bytes(),
-        ];
-        for part in parts {
-            if part.is_empty() {
-                continue;
-            }
-            if skip >= part.len() {
-                skip -= part.len();
-                continue;
-            }
-            let rest = part.get(skip..).unwrap_or(&[]);
-            skip = 0;
-            if let Some(slot) = msg.iov.get_mut(n) {
-                *slot = libc::iovec {
-                    iov_base: rest.as_ptr().cast_mut().cast(),
-                    iov_len: rest.len(),
-                };
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
-fn backend_entry(op: RingOp, fixed_ok: bool) -> squeue::Entry {
-    let ud = user_data(KIND_BACKEND, op.sidx, op.slot);
-    let file = FileRef::Fd(op.fd);
-    match op.kind {
-        RingOpKind::Read {
-            offset,
-            ptr,
-            len,
-            fixed,
-        } => match fixed.filter(|_| fixed_ok) {
-            // SAFETY: `ptr..ptr+len` lies in the task's buffer (a registered pool buffer with
-            // index `i` here), which stays allocated and unmoved until this completion is
-            // reaped: the session keeps the task (and the engine its buffer) until the engine
-            // reports the command complete, which happens only after the completion.
-            Some(i) => unsafe { sqe::read_fixed(file, offset, ptr, len, i, ud) },
-            // SAFETY: as above, for a buffer that is not registered.
-            None => unsafe { sqe::read(file, offset, ptr, len, ud) },
-        },
-        RingOpKind::Write {
-            offset,
-            ptr,
-            len,
-            fixed,
-            fua,
-        } => match fixed.filter(|_| fixed_ok) {
-            // SAFETY: as for reads; the buffer is not written while the write is in flight.
-            Some(i) => unsafe { sqe::write_fixed(file, offset, ptr, len, i, fua, ud) },
-            // SAFETY: as above.
-            None => unsafe { sqe::write(file, offset, ptr, len, fua, ud) },
-        },
-        RingOpKind::Flush => sqe::fdatasync(file, ud),
-    }
 }

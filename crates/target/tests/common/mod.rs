@@ -29,6 +29,8 @@ pub struct LoginOpts {
     pub mutual: Option<(String, Vec<u8>)>,
     pub header_digest: bool,
     pub data_digest: bool,
+    /// FirstBurstLength offered (MaxBurstLength is offered as at least this).
+    pub first_burst: u32,
     pub extra: Vec<(String, String)>,
 }
 
@@ -43,6 +45,7 @@ impl Default for LoginOpts {
             mutual: None,
             header_digest: false,
             data_digest: false,
+            first_burst: 65536,
             extra: Vec::new(),
         }
     }
@@ -108,6 +111,44 @@ impl Initiator {
     pub fn send(&mut self, pdu: &Pdu) {
         let bytes = pdu.to_bytes(self.digests).expect("encode");
         self.stream.write_all(&bytes).expect("send");
+    }
+
+    /// Sends a PDU in pieces ending at each of `cuts` (byte offsets into its encoding),
+    /// pausing after each so the target receives them separately.
+    pub fn send_in_pieces(&mut self, pdu: &Pdu, cuts: &[usize], pause: Duration) {
+        let bytes = pdu.to_bytes(self.digests).expect("encode");
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            let cut = cut.min(bytes.len());
+            self.stream.write_all(&bytes[start..cut]).expect("send");
+            self.stream.flush().expect("flush");
+            start = cut;
+            std::thread::sleep(pause);
+        }
+    }
+
+    /// Builds a WRITE(10) command PDU with its immediate data (sent by the caller).
+    pub fn write10_pdu(&mut self, lba: u32, data: &[u8]) -> Pdu {
+        let blocks = (data.len() / 512) as u16;
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x2a;
+        cdb[2..6].copy_from_slice(&lba.to_be_bytes());
+        cdb[7..9].copy_from_slice(&blocks.to_be_bytes());
+        let itt = self.next_itt();
+        let cmd = ScsiCommand {
+            final_pdu: true,
+            write: true,
+            attr: TaskAttribute::SIMPLE,
+            lun: Lun::from_number(0).unwrap(),
+            itt,
+            expected_data_transfer_length: data.len() as u32,
+            cmd_sn: self.cmd_sn,
+            exp_stat_sn: self.exp_stat_sn,
+            cdb,
+            ..Default::default()
+        };
+        self.cmd_sn = self.cmd_sn.incremented();
+        Pdu::with_data(cmd, data.to_vec())
     }
 
     /// The next PDU, or `None` when the target closed the connection (or nothing came).
@@ -258,8 +299,8 @@ impl Initiator {
             keys.extend([
                 s("ImmediateData", "Yes"),
                 s("InitialR2T", "Yes"),
-                s("MaxBurstLength", "262144"),
-                s("FirstBurstLength", "65536"),
+                s("MaxBurstLength", &opts.first_burst.max(262_144).to_string()),
+                s("FirstBurstLength", &opts.first_burst.to_string()),
                 s("MaxConnections", "4"),
             ]);
         }
