@@ -1,5 +1,9 @@
 //! rtgt-initiator: the rtgt initiator test and load tool (argument parsing and printing only;
-//! the work is done by `rtgt-client`).
+//! the work is done by `rtgt-client`). iSCSI over TCP (RFC 7143) or iSER (RFC 7145,
+//! `--transport iser`); `selftest-iser` runs an rtgt engine in-process and drives it over iSER
+//! on the soft fabric (see `selftest`).
+
+mod selftest;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -13,10 +17,12 @@ use rtgt_client::connect::{DEFAULT_INITIATOR, LoginSummary, parse_chap_algorithm
 use rtgt_client::engine::{Coalesce, Progress};
 use rtgt_client::scsi::VpdPage;
 use rtgt_client::torture;
+use rtgt_client::transport::{IserFabric, IserOptions};
 use rtgt_client::verify::{self, VerifyConfig};
 use rtgt_client::workload::Pattern;
 use rtgt_client::{
     ChapCredentials, Client, ClientError, ConnectOptions, DigestChoice, IscsiUrl, Portal,
+    TransportChoice,
 };
 
 #[derive(Parser)]
@@ -66,6 +72,26 @@ enum Cmd {
     Verify(VerifyArgs),
     /// Negative protocol tests against a live target.
     Torture(TortureArgs),
+    /// Start an rtgt engine in this process with an iSER portal on the soft fabric and a RAM
+    /// LUN, then log in over iSER, check INQUIRY and READ CAPACITY, write and verify data, and
+    /// run a short benchmark. Exit status 0 only when every step passed.
+    SelftestIser(selftest::SelftestArgs),
+}
+
+impl Cmd {
+    /// The connection arguments of the subcommands that connect to a target.
+    fn conn(&self) -> Option<&ConnArgs> {
+        match self {
+            Self::Discover { conn, .. }
+            | Self::Login { conn, .. }
+            | Self::Inquiry { conn, .. }
+            | Self::Capacity { conn, .. } => Some(conn),
+            Self::Bench(a) => Some(&a.conn),
+            Self::Verify(a) => Some(&a.conn),
+            Self::Torture(a) => Some(&a.conn),
+            Self::SelftestIser(_) => None,
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -112,9 +138,54 @@ struct ConnArgs {
     /// Connect/login/command timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Transport: iSCSI over TCP, or iSER (RFC 7145) on RDMA hardware (the URL's host must be
+    /// the IP address of the target's RDMA port; needs the `rdma` build feature and a device).
+    #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
+    transport: TransportArg,
+    #[command(flatten)]
+    iser: IserArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TransportArg {
+    /// iSCSI over TCP (RFC 7143).
+    Tcp,
+    /// iSER (RFC 7145) through libibverbs/librdmacm.
+    Iser,
+}
+
+/// Settings of iSER connections (`--transport iser`, `selftest-iser`).
+#[derive(Args, Clone)]
+struct IserArgs {
+    /// iSER: registered data area per connection; bounds the data of the commands in flight.
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    iser_data_area: u64,
+    /// iSER: commands in flight per connection (receive buffers and memory windows).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    iser_queue_depth: u32,
+}
+
+impl IserArgs {
+    /// The iSER connection settings these arguments describe.
+    fn options(&self) -> Result<IserOptions, ClientError> {
+        let data_area = Some(self.iser_data_area)
+            .filter(|a| (1 << 16..=1 << 32).contains(a))
+            .and_then(|a| usize::try_from(a).ok())
+            .ok_or_else(|| {
+                ClientError::Config(format!(
+                    "--iser-data-area {} outside 64k..4G",
+                    self.iser_data_area
+                ))
+            })?;
+        Ok(IserOptions {
+            data_area,
+            queue_depth: self.iser_queue_depth,
+            ..IserOptions::default()
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -342,6 +413,7 @@ impl ConnArgs {
             immediate_data: !self.no_immediate_data,
             initial_r2t: self.initial_r2t,
             timeout: self.timeout,
+            transport: self.transport()?,
             ..ConnectOptions::default()
         };
         let user = self
@@ -392,20 +464,73 @@ impl ConnArgs {
     }
 }
 
+impl ConnArgs {
+    /// The transport `--transport` selects. iSER connections carry no digests (RFC 7145
+    /// §6.1 turns them off), so asking for CRC32C with iSER is refused rather than dropped.
+    fn transport(&self) -> Result<TransportChoice, ClientError> {
+        match self.transport {
+            TransportArg::Tcp => Ok(TransportChoice::Tcp),
+            TransportArg::Iser => {
+                if !cfg!(feature = "rdma") {
+                    return Err(ClientError::Config(
+                        "--transport iser needs RDMA support, and this rtgt-initiator was \
+                         built without the rdma feature (selftest-iser runs iSER on the \
+                         in-process soft fabric without it)"
+                            .into(),
+                    ));
+                }
+                for (flag, d) in [
+                    ("--header-digest", self.header_digest),
+                    ("--data-digest", self.data_digest),
+                ] {
+                    if matches!(d, DigestArg::Crc32c) {
+                        return Err(ClientError::Config(format!(
+                            "{flag} crc32c: iSER connections carry no digests"
+                        )));
+                    }
+                }
+                Ok(TransportChoice::Iser {
+                    fabric: IserFabric::Rdma,
+                    options: self.iser.options()?,
+                })
+            }
+        }
+    }
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), ClientError> {
     let s = serde_json::to_string_pretty(v).map_err(|e| ClientError::Unexpected(e.to_string()))?;
     println!("{s}");
     Ok(())
 }
 
+/// Output piped into `head` or a closed pager ends the tool quietly, as for other command-line
+/// tools, instead of a panic in `println!` (Rust ignores SIGPIPE by default).
+fn default_sigpipe() {
+    // SAFETY: signal(2) installs the default disposition, no handler code of ours; it runs
+    // first in main, before any thread exists that could observe the change mid-way.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let iser = cli
+        .cmd
+        .conn()
+        .is_some_and(|c| c.transport == TransportArg::Iser);
     match run(cli.cmd) {
         Ok(code) => code,
+        Err(e @ ClientError::Io(_)) if iser => {
+            eprintln!("rtgt-initiator: iSER on RDMA hardware: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("rtgt-initiator: {e}");
             ExitCode::from(2)
@@ -506,6 +631,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, ClientError> {
         Cmd::Bench(a) => return bench_cmd(&a),
         Cmd::Verify(a) => return verify_cmd(a),
         Cmd::Torture(a) => return torture_cmd(a),
+        Cmd::SelftestIser(a) => return selftest::run(&a),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -736,51 +862,56 @@ fn bench_cmd(a: &BenchArgs) -> Result<ExitCode, ClientError> {
     if json {
         print_json(&r)?;
     } else {
-        let rep = &r.report;
-        println!(
-            "{} bs={} qd={} sessions={} connections={} threads={}  ({} blocks of {} bytes)",
-            r.workload,
-            r.block_size,
-            r.queue_depth,
-            r.sessions,
-            r.connections,
-            r.threads,
-            r.capacity.blocks,
-            r.capacity.block_len
-        );
-        println!(
-            "  IOs        {} ({} reads, {} writes, {} errors) in {:.2} s",
-            rep.ios, rep.reads, rep.writes, rep.errors, rep.seconds
-        );
-        println!("  IOPS       {:.0}", rep.iops);
-        println!(
-            "  MB/s       {:.1} (read {:.1}, write {:.1})",
-            rep.mb_per_s, rep.read_mb_per_s, rep.write_mb_per_s
-        );
-        let l = &rep.latency_us;
-        println!(
-            "  latency µs p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (mean {:.1})",
-            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
-        );
-        println!(
-            "  CPU        {:.3} s initiator, {:.2} µs per IO",
-            rep.cpu_seconds, rep.cpu_us_per_io
-        );
-        if let Some(e) = &rep.first_error {
-            println!("  first error: {e}");
-        }
-        if rep.reconnects > 0 {
-            println!(
-                "  reconnects {} ({} IOs re-issued)",
-                rep.reconnects, rep.retried
-            );
-        }
+        print_bench(&r);
     }
     Ok(if r.report.errors > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Prints a bench result as text.
+fn print_bench(r: &bench::BenchResult) {
+    let rep = &r.report;
+    println!(
+        "{} bs={} qd={} sessions={} connections={} threads={}  ({} blocks of {} bytes)",
+        r.workload,
+        r.block_size,
+        r.queue_depth,
+        r.sessions,
+        r.connections,
+        r.threads,
+        r.capacity.blocks,
+        r.capacity.block_len
+    );
+    println!(
+        "  IOs        {} ({} reads, {} writes, {} errors) in {:.2} s",
+        rep.ios, rep.reads, rep.writes, rep.errors, rep.seconds
+    );
+    println!("  IOPS       {:.0}", rep.iops);
+    println!(
+        "  MB/s       {:.1} (read {:.1}, write {:.1})",
+        rep.mb_per_s, rep.read_mb_per_s, rep.write_mb_per_s
+    );
+    let l = &rep.latency_us;
+    println!(
+        "  latency µs p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (mean {:.1})",
+        l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+    );
+    println!(
+        "  CPU        {:.3} s initiator, {:.2} µs per IO",
+        rep.cpu_seconds, rep.cpu_us_per_io
+    );
+    if let Some(e) = &rep.first_error {
+        println!("  first error: {e}");
+    }
+    if rep.reconnects > 0 {
+        println!(
+            "  reconnects {} ({} IOs re-issued)",
+            rep.reconnects, rep.retried
+        );
+    }
 }
 
 fn verify_cmd(a: VerifyArgs) -> Result<ExitCode, ClientError> {
@@ -836,6 +967,12 @@ fn torture_cmd(a: TortureArgs) -> Result<ExitCode, ClientError> {
             "torture needs a URL (or --list)".into(),
         ));
     };
+    if a.conn.transport == TransportArg::Iser {
+        // Its cases corrupt digests and byte streams of iSCSI over TCP.
+        return Err(ClientError::Config(
+            "torture's cases are written for iSCSI over TCP; use --transport tcp".into(),
+        ));
+    }
     let url = url_of(&url)?;
     let opts = a.conn.options(Some(&url))?;
     let report = torture::run(&url, &opts, a.case.as_deref())?;

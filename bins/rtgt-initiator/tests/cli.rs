@@ -140,3 +140,32 @@ fn subcommands_against_tgtd() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["cases"][0]["result"], "pass");
 }
+
+#[test]
+fn a_closed_stdout_ends_the_tool_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // The reader goes away before the tool writes its listing (as with `| head -0`).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtgt-initiator"))
+        .args(["torture", "--list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rtgt-initiator");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("wait");
+    assert!(
+        !stderr(&o).contains("panicked"),
+        "panic on a closed pipe: {}",
+        stderr(&o)
+    );
+    assert!(
+        o.status.success() || o.status.signal() == Some(libc_sigpipe()),
+        "{:?}",
+        o.status
+    );
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
+}

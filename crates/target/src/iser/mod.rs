@@ -159,6 +159,10 @@ fn spawn_rdma(
 }
 
 #[cfg(not(feature = "rdma"))]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "same signature as the rdma build's spawn_rdma, which consumes the spec"
+)]
 fn spawn_rdma(
     spec: reactor::Spec,
     _shared: &Arc<Shared>,
