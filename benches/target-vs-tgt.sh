@@ -2,6 +2,7 @@
 # rtgtd vs Debian's tgtd, in one run, on the same RAM-backed file and with the same clients:
 #   4 KiB QD32 random read  — libiscsi's iscsi-perf (it cannot write), and rtgt-initiator bench
 #   4 KiB QD32 random write — rtgt-initiator bench (when bins/rtgt-initiator builds)
+#   both again with QD32 spread over two sessions of QD16 (rows "rtgt-initiator 2x16")
 # For each target: IOPS, and the target's CPU time per IO (utime + stime of the target process
 # from /proc/PID/stat over the measured interval, divided by the IOs completed).
 # Prints a markdown table (for docs/performance.md) and the ratios rtgtd/tgt.
@@ -91,6 +92,11 @@ measure() { # label pid url
         local b=(--bs 4k --qd 32 --time "${runtime}s")
         res["$label,read,rtgt-initiator"]="$(run_case "$pid" "$initiator" bench "$url" randread "${b[@]}")"
         res["$label,write,rtgt-initiator"]="$(run_case "$pid" "$initiator" bench "$url" randwrite "${b[@]}")"
+        # The same total queue depth over two sessions (how a multipathed or multi-session
+        # initiator loads a target): lets a multi-reactor target use both cores.
+        local m=(--bs 4k --qd 16 --sessions 2 --time "${runtime}s")
+        res["$label,read,rtgt-initiator 2x16"]="$(run_case "$pid" "$initiator" bench "$url" randread "${m[@]}")"
+        res["$label,write,rtgt-initiator 2x16"]="$(run_case "$pid" "$initiator" bench "$url" randwrite "${m[@]}")"
     fi
 }
 
@@ -126,7 +132,8 @@ echo "4 KiB QD32, ${runtime} s per case, backing file $file ($size); $(nproc) CP
 echo
 echo "| workload | client | rtgtd IOPS | tgt IOPS | IOPS ratio | rtgtd CPU µs/IO | tgt CPU µs/IO | CPU ratio |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
-for key in "read,iscsi-perf" "read,rtgt-initiator" "write,rtgt-initiator"; do
+for key in "read,iscsi-perf" "read,rtgt-initiator" "write,rtgt-initiator" \
+    "read,rtgt-initiator 2x16" "write,rtgt-initiator 2x16"; do
     r="${res[rtgtd,$key]:-}"; t="${res[tgt,$key]:-}"
     [ -n "$r" ] && [ -n "$t" ] || continue
     read -r ri rc <<<"$r"; read -r ti tc <<<"$t"
