@@ -22,7 +22,7 @@ use rtgt_session::target::login::{
 use rtgt_session::target::{ConnId, SessionDefaults, SessionSetup, TargetSession, Transmit};
 
 use super::session::{Sess, Slot};
-use crate::reactor::shared::{Message, SessionLoc, Shared};
+use crate::reactor::shared::{Message, Shared};
 
 /// How long a login may take.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -498,26 +498,9 @@ impl<V: Verbs> Reactor<V> {
                 );
                 return;
             }
-            let serial = self.shared.next_serial.fetch_add(1, Ordering::Relaxed);
-            let (tsih, old) = {
-                let mut table = self
-                    .shared
-                    .table
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let old = table
-                    .find(&key)
-                    .and_then(|t| table.remove(t).map(|e| (t, e.value)));
-                let tsih = table.insert(
-                    key,
-                    SessionLoc {
-                        reactor: self.id,
-                        serial,
-                    },
-                );
-                (tsih, old)
-            };
-            if let Some((old_tsih, loc)) = old {
+            let new = self.shared.insert_session(key, self.id);
+            let (tsih, serial) = (new.tsih, new.serial);
+            if let Some((old_tsih, loc)) = new.replaced {
                 tracing::info!(
                     tsih = old_tsih,
                     "session reinstatement: closing the old session"
@@ -536,12 +519,12 @@ impl<V: Verbs> Reactor<V> {
                 }
             }
             match tsih {
-                Ok(tsih) => self.finish_resolution(
+                Some(tsih) => self.finish_resolution(
                     idx,
                     SessionResolution::New { tsih },
                     Some(Target::New(serial)),
                 ),
-                Err(_) => self.finish_resolution(
+                None => self.finish_resolution(
                     idx,
                     SessionResolution::Refuse(LoginStatus::OUT_OF_RESOURCES),
                     None,
@@ -550,17 +533,7 @@ impl<V: Verbs> Reactor<V> {
             return;
         }
         // Joining an existing session (MC/S or connection reinstatement): only one of ours.
-        let loc = {
-            let table = self
-                .shared
-                .table
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            table
-                .get(req.tsih)
-                .filter(|e| e.key == key)
-                .map(|e| e.value)
-        };
+        let loc = self.shared.session_loc(req.tsih, &key);
         let found = loc.filter(|l| l.reactor == self.id).and_then(|l| {
             self.sessions
                 .iter()

@@ -16,7 +16,7 @@ use super::buffers::{Slot, TaskBuf};
 use super::core::{Conn, Core, LOGIN_TIMEOUT, Life, Phase, RX_BUF, RxPlace};
 use super::send::SendBatch;
 use super::sessions::SessionCtx;
-use super::shared::{Handoff, Message, SessionLoc};
+use super::shared::{Handoff, Message};
 
 impl Core {
     pub(crate) fn login_step(&mut self, token: usize, step: LoginStep) {
@@ -70,26 +70,9 @@ impl Core {
                 self.refuse(token, LoginStatus::SERVICE_UNAVAILABLE);
                 return;
             }
-            let serial = self.shared.next_serial.fetch_add(1, Ordering::Relaxed);
-            let (tsih, old) = {
-                let mut table = self
-                    .shared
-                    .table
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let old = table
-                    .find(&key)
-                    .and_then(|t| table.remove(t).map(|e| (t, e.value)));
-                let tsih = table.insert(
-                    key,
-                    SessionLoc {
-                        reactor: self.id,
-                        serial,
-                    },
-                );
-                (tsih, old)
-            };
-            if let Some((old_tsih, loc)) = old {
+            let new = self.shared.insert_session(key, self.id);
+            let (tsih, serial) = (new.tsih, new.serial);
+            if let Some((old_tsih, loc)) = new.replaced {
                 tracing::info!(
                     tsih = old_tsih,
                     "session reinstatement: closing the old session"
@@ -107,31 +90,20 @@ impl Core {
                 }
             }
             let resolution = match tsih {
-                Ok(tsih) => {
+                Some(tsih) => {
                     if let Some(conn) = self.conns.get_mut(token) {
                         conn.login_deadline = None;
                     }
                     self.pending_serial = Some(serial);
                     SessionResolution::New { tsih }
                 }
-                Err(_) => SessionResolution::Refuse(LoginStatus::OUT_OF_RESOURCES),
+                None => SessionResolution::Refuse(LoginStatus::OUT_OF_RESOURCES),
             };
             self.finish_resolution(token, resolution);
             return;
         }
         // Joining an existing session (MC/S or connection reinstatement).
-        let loc = {
-            let table = self
-                .shared
-                .table
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            table
-                .get(req.tsih)
-                .filter(|e| e.key == key)
-                .map(|e| e.value)
-        };
-        let Some(loc) = loc else {
+        let Some(loc) = self.shared.session_loc(req.tsih, &key) else {
             self.refuse(token, LoginStatus::SESSION_DOES_NOT_EXIST);
             return;
         };

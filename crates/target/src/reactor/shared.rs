@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crossbeam_channel::Sender;
 use rtgt_pdu::Framer;
 use rtgt_scsi::NexusId;
-use rtgt_session::table::SessionTable;
+use rtgt_session::table::{SessionKey, SessionTable};
 use rtgt_session::target::Transmit;
 use rtgt_session::target::login::{LoginConnection, SessionRequest};
 
@@ -120,7 +120,48 @@ pub(crate) struct Shared {
     fallback_load: AtomicUsize,
 }
 
+/// A new session's entry in the session table (see [`Shared::insert_session`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewSession {
+    /// Its TSIH; `None` when the table is full.
+    pub tsih: Option<u16>,
+    /// Its serial (tells it apart from a later session with the same TSIH).
+    pub serial: u64,
+    /// The session with the same initiator name, ISID and target that it reinstates
+    /// (RFC 7143 §6.3.5), with where that session lives; the caller must end it.
+    pub replaced: Option<(u16, SessionLoc)>,
+}
+
 impl Shared {
+    /// Enters a new session living on reactor `reactor` in the session table, taking out any
+    /// session with the same identity (session reinstatement).
+    pub(crate) fn insert_session(&self, key: SessionKey, reactor: usize) -> NewSession {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let mut table = self
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let replaced = table
+            .find(&key)
+            .and_then(|t| table.remove(t).map(|e| (t, e.value)));
+        let tsih = table.insert(key, SessionLoc { reactor, serial }).ok();
+        NewSession {
+            tsih,
+            serial,
+            replaced,
+        }
+    }
+
+    /// Where the session `tsih` lives, if it exists and has the identity `key` (a connection
+    /// joining a session, RFC 7143 §6.3.4 MC/S or connection reinstatement).
+    pub(crate) fn session_loc(&self, tsih: u16, key: &SessionKey) -> Option<SessionLoc> {
+        let table = self
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        table.get(tsih).filter(|e| &e.key == key).map(|e| e.value)
+    }
+
     pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
         Self {
             runtime,
