@@ -1,6 +1,7 @@
 //! INQUIRY data: standard data (SPC-5 §6.7.2) and the vital product data pages Supported VPD
 //! Pages (§7.7.16), Unit Serial Number (§7.7.18), Device Identification (§7.7.6), Extended
-//! INQUIRY Data (§7.7.8), Third-party Copy (§7.7.17), Block Limits (SBC-4 §6.6.4), Block
+//! INQUIRY Data (§7.7.8), Mode Page Policy (page 87h), Third-party Copy (§7.7.17), Block
+//! Limits (SBC-4 §6.6.4), Block
 //! Device Characteristics (SBC-4 §6.6.2) and Logical Block Provisioning (SBC-4 §6.6.6).
 
 use crate::config::{CopyLimits, LuConfig};
@@ -21,7 +22,7 @@ const VERSION_DESCRIPTORS: [u16; 6] = [
 ];
 
 /// VPD pages in ascending order.
-pub(crate) const VPD_PAGES: [u8; 8] = [0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1, 0xB2];
+pub(crate) const VPD_PAGES: [u8; 9] = [0x00, 0x80, 0x83, 0x86, 0x87, 0x8F, 0xB0, 0xB1, 0xB2];
 
 /// Everything the INQUIRY builders need to know about the logical unit.
 #[derive(Debug, Clone, Copy)]
@@ -154,6 +155,7 @@ pub(crate) fn vpd_page(page: u8, ctx: &InquiryContext<'_>) -> Result<Vec<u8>, Se
             b[3] = 0x01; // LUICLR: unit attentions are cleared on I_T nexus loss
             vpd(0x86, &b)
         }
+        0x87 => vpd(0x87, &crate::mode::policy_descriptors()),
         0x8F => vpd(0x8F, &third_party_copy(ctx)),
         0xB0 => vpd(0xB0, &block_limits(ctx)),
         0xB1 => {
@@ -286,11 +288,28 @@ mod tests {
     }
 
     #[test]
+    fn mode_page_policy_reports_the_control_page_per_i_t_nexus() {
+        let cfg = LuConfig::new("iqn.t", 0);
+        assert_eq!(
+            vpd_page(0x87, &ctx(&cfg)).unwrap(),
+            vec![
+                0, 0x87, 0, 16, //
+                0x01, 0, 0, 0, // Read-Write Error Recovery: shared
+                0x08, 0, 0, 0, // Caching: shared
+                0x0A, 0, 3, 0, // Control: per I_T nexus
+                0x1C, 0, 0, 0, // Informational Exceptions Control: shared
+            ]
+        );
+    }
+
+    #[test]
     fn supported_pages() {
         let cfg = LuConfig::new("iqn.t", 0);
         assert_eq!(
             vpd_page(0, &ctx(&cfg)).unwrap(),
-            vec![0, 0, 0, 8, 0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1, 0xB2]
+            vec![
+                0, 0, 0, 9, 0x00, 0x80, 0x83, 0x86, 0x87, 0x8F, 0xB0, 0xB1, 0xB2
+            ]
         );
         assert_eq!(
             vpd_page(0x81, &ctx(&cfg)).unwrap_err(),

@@ -6,6 +6,10 @@
 //! (SAVING PARAMETERS NOT SUPPORTED). The changeable fields are WCE (when the backend has a
 //! volatile cache), D_SENSE and SWP. Every other field of a MODE SELECT page must equal its
 //! current value.
+//!
+//! The Control page is kept per I_T nexus and the other pages are shared by every nexus; the
+//! Mode Page Policy VPD page (SPC-5, VPD page 87h) reports exactly that
+//! ([`policy_descriptors`]).
 
 use crate::sense::{AdditionalSense, SenseError, SenseKey};
 
@@ -108,6 +112,27 @@ fn page(code: u8, pc: PageControl, state: ModeState, shape: &ModeShape) -> Optio
         }
         _ => return None,
     })
+}
+
+/// MODE PAGE POLICY: one copy of the page shared by every I_T nexus.
+const POLICY_SHARED: u8 = 0b00;
+/// MODE PAGE POLICY: each I_T nexus has its own copy of the page.
+const POLICY_PER_IT_NEXUS: u8 = 0b11;
+
+/// The mode page policy descriptors of the Mode Page Policy VPD page (SPC-5, VPD page 87h):
+/// four bytes per page — policy page code, policy subpage code, MLUS (zero: each logical unit
+/// has its own pages) with the MODE PAGE POLICY, and a reserved byte.
+pub(crate) fn policy_descriptors() -> Vec<u8> {
+    let mut d = Vec::with_capacity(PAGES.len() * 4);
+    for &code in &PAGES {
+        let policy = if code == PAGE_CONTROL {
+            POLICY_PER_IT_NEXUS
+        } else {
+            POLICY_SHARED
+        };
+        d.extend_from_slice(&[code, 0, policy, 0]);
+    }
+    d
 }
 
 /// A decoded MODE SENSE request.

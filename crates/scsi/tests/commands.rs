@@ -97,7 +97,7 @@ fn inquiry_vpd_pages() {
     let page = |p: u8| rig.read(&n, &[0x12, 1, p, 0, 0xFF, 0], 255);
     assert_eq!(
         page(0x00).data_in,
-        vec![0, 0, 0, 8, 0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1, 0xB2]
+        vec![0, 0, 0, 9, 0x00, 0x80, 0x83, 0x86, 0x87, 0x8F, 0xB0, 0xB1, 0xB2]
     );
     let serial = rig.lu.identity().serial().as_bytes().to_vec();
     let mut expected = vec![0, 0x80, 0, serial.len() as u8];
@@ -1035,7 +1035,7 @@ fn control_page(d_sense: bool, swp: bool) -> Vec<u8> {
 }
 
 #[test]
-fn mode_select_software_write_protect_and_d_sense() {
+fn mode_select_software_write_protect_and_d_sense_are_per_nexus() {
     let rig = Rig::new();
     let (a, b) = (nexus(1, "a"), nexus(2, "b"));
     rig.none(&b, &[0; 6]);
@@ -1050,13 +1050,20 @@ fn mode_select_software_write_protect_and_d_sense() {
         fixed(7, 0x27, 2, None)
     );
     assert_eq!(rig.read(&a, &rw10(0x28, 0, 1), 512).status, Status::GOOD);
-    // The other nexus is told the parameters changed.
-    check(
-        &rig.none(&b, &[0; 6]),
-        K::UNIT_ATTENTION,
-        A::MODE_PARAMETERS_CHANGED,
+    // MODE SENSE(6) header, device-specific parameter: WP for a, not for b.
+    let sense6 = [0x1A, 0x08, 0x0A, 0, 255, 0];
+    assert_eq!(rig.read(&a, &sense6, 255).data_in[2], 0x90);
+    let seen_by_b = rig.read(&b, &sense6, 255).data_in;
+    assert_eq!(seen_by_b[2], 0x10);
+    assert_eq!(&seen_by_b[4..16], &control_page(false, false)[4..]);
+    // The Control page is per I_T nexus (Mode Page Policy VPD): the other nexus keeps
+    // writing, with no MODE PARAMETERS CHANGED unit attention.
+    assert_eq!(rig.none(&b, &[0; 6]).status, Status::GOOD);
+    assert_eq!(
+        rig.write(&b, &rw10(0x2A, 0, 1), &[0; BS]).status,
+        Status::GOOD
     );
-    // Descriptor-format sense once D_SENSE is set.
+    // Descriptor-format sense once D_SENSE is set, for that nexus only.
     let p = control_page(true, false);
     assert_eq!(
         rig.write(&a, &[0x15, 0x10, 0, 0, 16, 0], &p).status,
@@ -1066,6 +1073,11 @@ fn mode_select_software_write_protect_and_d_sense() {
     assert_eq!(
         check(&r, K::ILLEGAL_REQUEST, A::LBA_OUT_OF_RANGE),
         vec![0x72, 5, 0x21, 0, 0, 0, 0, 0]
+    );
+    let r = rig.read(&b, &rw16(0x88, u64::MAX, 1), 512);
+    assert_eq!(
+        check(&r, K::ILLEGAL_REQUEST, A::LBA_OUT_OF_RANGE),
+        fixed(5, 0x21, 0, None)
     );
     let p = control_page(false, false);
     assert_eq!(
@@ -1081,6 +1093,92 @@ fn mode_select_software_write_protect_and_d_sense() {
         rig.write(&a, &rw10(0x2A, 0, 1), &[0; BS]).status,
         Status::GOOD
     );
+    assert_eq!(rig.none(&b, &[0; 6]).status, Status::GOOD);
+}
+
+#[test]
+fn control_page_of_a_lost_nexus_is_forgotten_and_reset_restores_defaults() {
+    let rig = Rig::new();
+    let (a, a2) = (nexus(1, "a"), nexus(3, "a"));
+    assert_eq!(
+        rig.write(&a, &[0x15, 0x10, 0, 0, 16, 0], &control_page(true, true))
+            .status,
+        Status::GOOD
+    );
+    // A new session of the same initiator is a new I_T nexus with default pages.
+    rig.lu.nexus_lost(a.id);
+    assert_eq!(
+        rig.write(&a2, &rw10(0x2A, 0, 1), &[0; BS]).status,
+        Status::GOOD
+    );
+    assert_eq!(
+        rig.write(&a2, &[0x15, 0x10, 0, 0, 16, 0], &control_page(true, true))
+            .status,
+        Status::GOOD
+    );
+    // LOGICAL UNIT RESET returns every nexus's pages to their defaults (SAM-5 §6.3.3).
+    rig.lu.reset(rtgt_scsi::ResetKind::LogicalUnit);
+    check(
+        &rig.none(&a2, &[0; 6]),
+        K::UNIT_ATTENTION,
+        A::BUS_DEVICE_RESET_FUNCTION_OCCURRED,
+    );
+    assert_eq!(
+        rig.write(&a2, &rw10(0x2A, 0, 1), &[0; BS]).status,
+        Status::GOOD
+    );
+    let r = rig.read(&a2, &rw16(0x88, u64::MAX, 1), 512);
+    assert_eq!(
+        check(&r, K::ILLEGAL_REQUEST, A::LBA_OUT_OF_RANGE),
+        fixed(5, 0x21, 0, None)
+    );
+}
+
+#[test]
+fn caching_page_is_shared_and_a_change_tells_the_other_nexuses() {
+    let mut caps = rtgt_scsi::Capabilities::simple(512, 64);
+    caps.write_cache_enabled = true;
+    let store = MemoryBackend::with_capabilities(caps).unwrap();
+    let lu = LogicalUnit::new(LuConfig::new("iqn.t", 0), store.capabilities());
+    let (a, b) = (nexus(1, "a"), nexus(2, "b"));
+    let run = |n: &rtgt_scsi::Nexus, cdb: &[u8], dir, data: &[u8], len| {
+        lu.execute_sync(&store, n, &CommandRequest::new(cdb, len, dir), data)
+    };
+    assert_eq!(
+        run(&b, &[0; 6], DataDirection::None, &[], 0).status,
+        Status::GOOD
+    );
+    let mut caching = vec![0u8; 24];
+    caching[4] = 0x08;
+    caching[5] = 0x12;
+    let r = run(
+        &a,
+        &[0x15, 0x10, 0, 0, 24, 0],
+        DataDirection::Write,
+        &caching,
+        24,
+    );
+    assert_eq!(r.status, Status::GOOD);
+    assert!(!lu.write_cache_enabled());
+    check(
+        &run(&b, &[0; 6], DataDirection::None, &[], 0),
+        K::UNIT_ATTENTION,
+        A::MODE_PARAMETERS_CHANGED,
+    );
+    // Not for the nexus that made the change.
+    assert_eq!(
+        run(&a, &[0; 6], DataDirection::None, &[], 0).status,
+        Status::GOOD
+    );
+    // b sees WCE off too.
+    let r = run(
+        &b,
+        &[0x1A, 0x08, 0x08, 0, 255, 0],
+        DataDirection::Read,
+        &[],
+        255,
+    );
+    assert_eq!(r.data_in[6] & 0x04, 0);
 }
 
 #[test]

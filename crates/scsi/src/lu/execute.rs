@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Command, CopyProgress, LogicalUnit, MAX_COPY_RECORDS, Step, gate_kind};
+use super::{Command, CopyProgress, LogicalUnit, MAX_COPY_RECORDS, NexusControl, Step, gate_kind};
 use crate::cdb::Op;
 use crate::mode;
 use crate::plan::{CopyEndpoint, CopyTarget, IoOp, IoPlan};
@@ -268,10 +268,23 @@ impl LogicalUnit {
             }
             Op::ModeSelect { ten, .. } => {
                 let mut st = self.state();
-                let new = mode::select(ten, data, st.mode, &self.mode_shape())?;
-                if new != st.mode {
-                    st.mode = new;
-                    self.apply_mode(new);
+                self.touch(&mut st, nexus);
+                let old = Self::mode_view(&st, nexus.id);
+                let new = mode::select(ten, data, old, &self.mode_shape())?;
+                // The Control page is per I_T nexus: only this nexus's copy changes.
+                self.set_control(
+                    &mut st,
+                    nexus.id,
+                    NexusControl {
+                        d_sense: new.d_sense,
+                        swp: new.swp,
+                    },
+                );
+                // The Caching page is shared: the other nexuses learn of the change
+                // (SPC-5 §6.14, MODE PARAMETERS CHANGED).
+                if new.wce != old.wce {
+                    st.wce = new.wce;
+                    self.wce.store(new.wce, Ordering::Release);
                     let others: Vec<NexusId> = st
                         .nexuses
                         .keys()
@@ -380,6 +393,7 @@ impl LogicalUnit {
 
     fn resolve_endpoint(
         &self,
+        nexus: NexusId,
         d: &xcopy::TargetDescriptor,
         targets: &mut Vec<CopyTarget>,
     ) -> Result<Endpoint, ScsiError> {
@@ -394,7 +408,7 @@ impl LogicalUnit {
                 at: CopyEndpoint::Other(targets.len()),
                 block_size: t.lu.block_size(),
                 num_blocks: t.lu.num_blocks(),
-                writable: !t.lu.write_protected(),
+                writable: !t.lu.write_protected(nexus),
             };
             targets.push(t);
             e
@@ -403,7 +417,7 @@ impl LogicalUnit {
                 at: CopyEndpoint::This,
                 block_size: self.caps.block_size,
                 num_blocks: self.num_blocks(),
-                writable: !self.write_protected(),
+                writable: !self.write_protected(nexus),
             }
         } else {
             return Err(unreachable());
@@ -434,7 +448,7 @@ impl LogicalUnit {
                     );
                 };
                 if endpoints[i].is_none() {
-                    endpoints[i] = Some(self.resolve_endpoint(d, &mut targets)?);
+                    endpoints[i] = Some(self.resolve_endpoint(nexus.id, d, &mut targets)?);
                 }
             }
             let (Some(Some(src)), Some(Some(dst))) = (

@@ -3,8 +3,15 @@
 //! A [`LogicalUnit`] is shared by all reactor threads (`Send + Sync`, held in an `Arc`). Its
 //! mutable state — unit attentions, reservations, mode parameters, copy statuses — sits behind
 //! one mutex that only non-fast-path commands take. READ and WRITE consult atomics instead: the
-//! number of nexuses with pending unit attentions, whether any reservation is held, the write
-//! protection and cache flags, and the COMPARE AND WRITE gate ([`crate::gate`]).
+//! number of nexuses with pending unit attentions, whether any reservation is held, the cache
+//! flag, how many nexuses have set SWP or D_SENSE, and the COMPARE AND WRITE gate
+//! ([`crate::gate`]).
+//!
+//! The Caching mode page is shared by every I_T nexus; a change made through one nexus gives
+//! the others MODE PARAMETERS CHANGED. The Control mode page is kept per I_T nexus (reported so
+//! in the Mode Page Policy VPD page, SPC-5 VPD page 87h): its D_SENSE and SWP fields govern
+//! only the commands of the nexus that set them, so one initiator switching to descriptor sense
+//! or write-protecting its view never changes what another initiator sees.
 //!
 //! Commands run in three steps:
 //!
@@ -55,16 +62,25 @@ struct Limits {
     max_atomic: u32,
 }
 
+/// The Control mode page fields one I_T nexus has set (SPC-5 §7.5.9; policy: per I_T nexus).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct NexusControl {
+    d_sense: bool,
+    swp: bool,
+}
+
 #[derive(Debug)]
 struct NexusRecord {
     it: ItId,
     ua: UaQueue,
+    control: NexusControl,
 }
 
 #[derive(Debug)]
 struct State {
     nexuses: HashMap<NexusId, NexusRecord>,
-    mode: ModeState,
+    /// Caching page WCE, shared by every nexus.
+    wce: bool,
     pr: PrState,
     /// The holder of a RESERVE(6)/RESERVE(10) reservation.
     spc2: Option<NexusId>,
@@ -80,9 +96,11 @@ pub struct LogicalUnit {
     caps: Capabilities,
     limits: Limits,
     num_blocks: AtomicU64,
-    d_sense: AtomicBool,
     wce: AtomicBool,
-    swp: AtomicBool,
+    /// Nexuses whose Control page has D_SENSE set.
+    d_sense_nexuses: AtomicUsize,
+    /// Nexuses whose Control page has SWP set.
+    swp_nexuses: AtomicUsize,
     stopped: AtomicBool,
     reserved: AtomicBool,
     ua_nexuses: AtomicUsize,
@@ -269,16 +287,16 @@ impl LogicalUnit {
         let mode = shape.defaults();
         Self {
             num_blocks: AtomicU64::new(caps.num_blocks),
-            d_sense: AtomicBool::new(mode.d_sense),
             wce: AtomicBool::new(mode.wce),
-            swp: AtomicBool::new(mode.swp),
+            d_sense_nexuses: AtomicUsize::new(0),
+            swp_nexuses: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             reserved: AtomicBool::new(false),
             ua_nexuses: AtomicUsize::new(0),
             gate: Gate::default(),
             state: Mutex::new(State {
                 nexuses: HashMap::new(),
-                mode,
+                wce: mode.wce,
                 pr: PrState::default(),
                 spc2: None,
                 copies: Vec::new(),
@@ -320,9 +338,64 @@ impl LogicalUnit {
         self.wce.load(Ordering::Acquire)
     }
 
-    /// Whether the logical unit is write protected (configuration, backend or SWP).
-    pub fn write_protected(&self) -> bool {
-        self.cfg.read_only || self.caps.read_only || self.swp.load(Ordering::Acquire)
+    /// Whether commands from this I_T nexus find the logical unit write protected: by the
+    /// configuration, by the backend, or by the SWP bit that nexus set in its Control mode page.
+    pub fn write_protected(&self, nexus: NexusId) -> bool {
+        self.cfg.read_only || self.caps.read_only || self.control(nexus).swp
+    }
+
+    /// The Control page fields of a nexus. Lock-free while no nexus has set any of them.
+    fn control(&self, nexus: NexusId) -> NexusControl {
+        if self.d_sense_nexuses.load(Ordering::Acquire) == 0
+            && self.swp_nexuses.load(Ordering::Acquire) == 0
+        {
+            return NexusControl::default();
+        }
+        self.state()
+            .nexuses
+            .get(&nexus)
+            .map(|r| r.control)
+            .unwrap_or_default()
+    }
+
+    /// The mode parameters as one nexus sees them: the shared WCE and its own Control fields.
+    fn mode_view(st: &State, nexus: NexusId) -> ModeState {
+        let c = st
+            .nexuses
+            .get(&nexus)
+            .map(|r| r.control)
+            .unwrap_or_default();
+        ModeState {
+            wce: st.wce,
+            d_sense: c.d_sense,
+            swp: c.swp,
+        }
+    }
+
+    /// Sets a registered nexus's Control fields, keeping the lock-free counters true.
+    fn set_control(&self, st: &mut State, nexus: NexusId, new: NexusControl) {
+        let Some(r) = st.nexuses.get_mut(&nexus) else {
+            return;
+        };
+        let old = core::mem::replace(&mut r.control, new);
+        self.count_control(old, false);
+        self.count_control(new, true);
+    }
+
+    /// Adds (or removes) one nexus's Control fields to the counters.
+    fn count_control(&self, c: NexusControl, add: bool) {
+        for (set, counter) in [
+            (c.d_sense, &self.d_sense_nexuses),
+            (c.swp, &self.swp_nexuses),
+        ] {
+            if set {
+                if add {
+                    counter.fetch_add(1, Ordering::AcqRel);
+                } else {
+                    counter.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
     }
 
     /// Installs the resolver of EXTENDED COPY target descriptors.
@@ -372,12 +445,6 @@ impl LogicalUnit {
         }
     }
 
-    fn apply_mode(&self, m: ModeState) {
-        self.d_sense.store(m.d_sense, Ordering::Release);
-        self.wce.store(m.wce, Ordering::Release);
-        self.swp.store(m.swp, Ordering::Release);
-    }
-
     fn inquiry_context(&self, target_port: u16) -> InquiryContext<'_> {
         InquiryContext {
             cfg: &self.cfg,
@@ -398,7 +465,7 @@ impl LogicalUnit {
     }
 
     /// Registers the nexus if unknown (or if the engine reused its id for another port).
-    fn touch(st: &mut State, nexus: &Nexus, ua_nexuses: &AtomicUsize) {
+    fn touch(&self, st: &mut State, nexus: &Nexus) {
         let fresh = match st.nexuses.get(&nexus.id) {
             Some(r) => r.it.port != nexus.initiator_port || r.it.target_port != nexus.target_port,
             None => true,
@@ -412,12 +479,21 @@ impl LogicalUnit {
                         target_port: nexus.target_port,
                     },
                     ua: UaQueue::default(),
+                    control: NexusControl::default(),
                 },
             );
-            if old.is_some_and(|o| !o.ua.is_empty()) {
-                ua_nexuses.fetch_sub(1, Ordering::AcqRel);
+            if let Some(o) = old {
+                self.forget(&o);
             }
         }
+    }
+
+    /// Drops a removed nexus record's contributions to the lock-free counters.
+    fn forget(&self, r: &NexusRecord) {
+        if !r.ua.is_empty() {
+            self.ua_nexuses.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.count_control(r.control, false);
     }
 
     /// Establishes a unit attention for one nexus.

@@ -14,7 +14,9 @@ use crate::pr::{Access, ItId};
 use crate::rsoc;
 use crate::sense::{AdditionalSense, ScsiError, SenseError, SenseKey};
 use crate::target;
-use crate::types::{CommandRequest, Completion, Nexus, Residual, TaskAttribute, data_completion};
+use crate::types::{
+    CommandRequest, Completion, Nexus, NexusId, Residual, TaskAttribute, data_completion,
+};
 use crate::xcopy;
 
 /// A failed preparation: the error and the Data-Out length the CDB asked for.
@@ -63,7 +65,7 @@ fn length_field(opcode: u8) -> u16 {
 impl LogicalUnit {
     /// Decodes a command and checks it against the logical unit's state.
     pub fn prepare(&self, nexus: &Nexus, req: &CommandRequest<'_>) -> Dispatch {
-        let desc = self.d_sense.load(Ordering::Relaxed);
+        let desc = self.control(nexus.id).d_sense;
         match self.prepare_inner(nexus, req, desc) {
             Ok(d) => d,
             Err(f) => {
@@ -104,7 +106,7 @@ impl LogicalUnit {
         let fast = matches!(op, Op::Read { .. } | Op::Write { .. });
         if !fast {
             let mut st = self.state();
-            Self::touch(&mut st, nexus, &self.ua_nexuses);
+            self.touch(&mut st, nexus);
         }
         let mk = |op: Op, data_out_len: u32, data_in_cap: usize| Command {
             op,
@@ -186,7 +188,7 @@ impl LogicalUnit {
                 alloc,
             } => {
                 self.check_access(nexus, Access::Read)?;
-                let st = self.state().mode;
+                let st = Self::mode_view(&self.state(), nexus.id);
                 let mut data = mode::sense(
                     SenseRequest {
                         ten,
@@ -286,7 +288,7 @@ impl LogicalUnit {
                 self.check_ready()?;
                 self.check_range(lba, u64::from(blocks))?;
                 self.check_transfer(blocks, lenf)?;
-                self.check_writable()?;
+                self.check_writable(nexus.id)?;
                 if blocks == 0 {
                     return good();
                 }
@@ -320,7 +322,7 @@ impl LogicalUnit {
                 self.check_ready()?;
                 self.check_range(lba, u64::from(blocks))?;
                 self.check_transfer(blocks, lenf)?;
-                self.check_writable()?;
+                self.check_writable(nexus.id)?;
                 if blocks == 0 {
                     return good();
                 }
@@ -413,7 +415,7 @@ impl LogicalUnit {
                 self.check_access(nexus, Access::Write)?;
                 self.check_ready()?;
                 self.check_range(lba, u64::from(blocks))?;
-                self.check_writable()?;
+                self.check_writable(nexus.id)?;
                 if unmap && !self.unmap_supported() {
                     return Err(SenseError::invalid_cdb_field(1, Some(3)).into());
                 }
@@ -455,7 +457,7 @@ impl LogicalUnit {
             Op::Unmap { len } => {
                 self.check_access(nexus, Access::Write)?;
                 self.check_ready()?;
-                self.check_writable()?;
+                self.check_writable(nexus.id)?;
                 if len == 0 {
                     return good();
                 }
@@ -469,7 +471,7 @@ impl LogicalUnit {
                 self.check_access(nexus, Access::Write)?;
                 self.check_ready()?;
                 self.check_range(lba, u64::from(blocks))?;
-                self.check_writable()?;
+                self.check_writable(nexus.id)?;
                 if blocks == 0 {
                     // No blocks, yet the initiator announces Data-Out: the CDB and the
                     // transfer disagree (e.g. a 256-block request whose one-byte NUMBER OF
@@ -500,7 +502,7 @@ impl LogicalUnit {
                 if matches!(op, Op::WriteAtomic { .. }) && blocks > self.limits.max_atomic {
                     return Err(SenseError::invalid_cdb_field(lenf, Some(7)).into());
                 }
-                self.check_writable()?;
+                self.check_writable(nexus.id)?;
                 if blocks == 0 {
                     return good();
                 }
@@ -620,7 +622,7 @@ impl LogicalUnit {
             return None;
         }
         let mut st = self.state();
-        Self::touch(&mut st, nexus, &self.ua_nexuses);
+        self.touch(&mut st, nexus);
         let rec = st.nexuses.get_mut(&nexus.id)?;
         let ua = rec.ua.take();
         if ua.is_some() && rec.ua.is_empty() {
@@ -681,13 +683,13 @@ impl LogicalUnit {
         }
     }
 
-    fn check_writable(&self) -> Result<(), SenseError> {
+    fn check_writable(&self, nexus: NexusId) -> Result<(), SenseError> {
         if self.cfg.read_only || self.caps.read_only {
             return Err(SenseError::write_protected(
                 AdditionalSense::WRITE_PROTECTED,
             ));
         }
-        if self.swp.load(Ordering::Acquire) {
+        if self.control(nexus).swp {
             return Err(SenseError::write_protected(
                 AdditionalSense::SOFTWARE_WRITE_PROTECTED,
             ));

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{LogicalUnit, State};
+use super::{LogicalUnit, NexusControl, State};
 use crate::types::{Nexus, NexusId};
 use crate::ua::UnitAttention;
 
@@ -24,7 +24,7 @@ impl LogicalUnit {
     /// reach it (call on login, for every logical unit of the target).
     pub fn nexus_established(&self, nexus: &Nexus) {
         let mut st = self.state();
-        Self::touch(&mut st, nexus, &self.ua_nexuses);
+        self.touch(&mut st, nexus);
     }
 
     /// The I_T nexus is gone (logout, connection loss without recovery, session reinstatement):
@@ -33,9 +33,7 @@ impl LogicalUnit {
     pub fn nexus_lost(&self, id: NexusId) {
         let mut st = self.state();
         if let Some(r) = st.nexuses.remove(&id) {
-            if !r.ua.is_empty() {
-                self.ua_nexuses.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.forget(&r);
         }
         if st.spc2 == Some(id) {
             st.spc2 = None;
@@ -54,8 +52,12 @@ impl LogicalUnit {
         let mut st = self.state();
         st.spc2 = None;
         let defaults = self.mode_shape().defaults();
-        st.mode = defaults;
-        self.apply_mode(defaults);
+        st.wce = defaults.wce;
+        self.wce.store(defaults.wce, Ordering::Release);
+        let ids: Vec<NexusId> = st.nexuses.keys().copied().collect();
+        for id in ids {
+            self.set_control(&mut st, id, NexusControl::default());
+        }
         self.stopped.store(false, Ordering::Release);
         Self::establish_all(&mut st, ua, &self.ua_nexuses);
         self.update_reserved(&st);
