@@ -97,7 +97,9 @@ fn inquiry_vpd_pages() {
     let page = |p: u8| rig.read(&n, &[0x12, 1, p, 0, 0xFF, 0], 255);
     assert_eq!(
         page(0x00).data_in,
-        vec![0, 0, 0, 9, 0x00, 0x80, 0x83, 0x86, 0x87, 0x8F, 0xB0, 0xB1, 0xB2]
+        vec![
+            0, 0, 0, 9, 0x00, 0x80, 0x83, 0x86, 0x87, 0x8F, 0xB0, 0xB1, 0xB2
+        ]
     );
     let serial = rig.lu.identity().serial().as_bytes().to_vec();
     let mut expected = vec![0, 0x80, 0, serial.len() as u8];
