@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use rtgt_pdu::PduHeader;
+use rtgt_pdu::{Ahs, Pdu, PduHeader};
 
-use crate::error::IserError;
+use crate::error::{IserError, ProtocolError};
 use crate::header::{ISER_PDU_HEADER_LEN, IserHeader};
 use crate::memory::RegisteredBuffer;
 use crate::message;
@@ -237,6 +237,39 @@ impl<V: Verbs> Core<V> {
         // until it is released (checked above), so no work request writes it;
         // the receive region grants no remote access (LOCAL_WRITE only).
         unsafe { self.rx.bytes(slot as usize * size, len) }.unwrap_or(&[])
+    }
+
+    /// The data segment of a received PDU.
+    pub fn pdu_data(&self, rx: &RecvPdu) -> &[u8] {
+        self.rx_bytes(rx.slot, rx.len)
+            .get(rx.data.clone())
+            .unwrap_or(&[])
+    }
+
+    /// The raw AHS of a received PDU.
+    pub fn pdu_ahs(&self, rx: &RecvPdu) -> &[u8] {
+        self.rx_bytes(rx.slot, rx.len)
+            .get(rx.ahs.clone())
+            .unwrap_or(&[])
+    }
+
+    /// Returns a PDU's receive buffer to the receive queue (nothing to do once closed).
+    pub fn release(&mut self, rx: &RecvPdu) -> Result<(), IserError> {
+        if self.phase == Phase::Closed {
+            return Ok(());
+        }
+        self.post_rx(rx.slot)
+    }
+
+    /// Copies a received PDU out with its AHS decoded. A malformed AHS is the
+    /// caller's protocol violation to report (RFC 7145 §10).
+    pub fn copy_pdu(&self, rx: &RecvPdu) -> Result<Pdu, ProtocolError> {
+        let ahs = Ahs::decode_all(self.pdu_ahs(rx)).map_err(ProtocolError::from)?;
+        Ok(Pdu {
+            header: rx.header.clone(),
+            ahs,
+            data: self.pdu_data(rx).to_vec(),
+        })
     }
 
     /// Sends one control-type PDU (or, with `header` `None`, the raw iSER

@@ -22,7 +22,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use rtgt_pdu::negotiation::NegotiatedParams;
-use rtgt_pdu::{Ahs, Itt, Opcode, Pdu, PduHeader, ScsiCommand, TmfFunction};
+use rtgt_pdu::{Itt, Opcode, Pdu, PduHeader, ScsiCommand, TmfFunction};
 
 use crate::conn::{Core, Geometry, Phase, RecvPdu, WrKind, wr_id, wr_index, wr_kind};
 use crate::credits::{Direction, Tracker, rejected_pdu};
@@ -286,20 +286,14 @@ impl<V: Verbs> IserInitiator<V> {
 
     /// The data segment of a received PDU.
     pub fn pdu_data(&self, rx: &RecvPdu) -> &[u8] {
-        self.core
-            .rx_bytes(rx.slot, rx.len)
-            .get(rx.data.clone())
-            .unwrap_or(&[])
+        self.core.pdu_data(rx)
     }
 
     /// Returns a PDU's receive buffer to the receive queue.
     // Taking the token by value ends it: a buffer cannot be released twice.
     #[allow(clippy::needless_pass_by_value)]
     pub fn release(&mut self, rx: RecvPdu) -> Result<(), IserError> {
-        if self.core.phase == Phase::Closed {
-            return Ok(());
-        }
-        self.core.post_rx(rx.slot)
+        self.core.release(&rx)
     }
 
     /// Copies a received PDU out and releases its buffer.
@@ -307,23 +301,13 @@ impl<V: Verbs> IserInitiator<V> {
     /// A malformed AHS is a protocol violation: the connection fails (RFC
     /// 7145 §10) and the error is returned (and reported by `poll`).
     pub fn take_pdu(&mut self, rx: RecvPdu) -> Result<Pdu, IserError> {
-        let raw = self
-            .core
-            .rx_bytes(rx.slot, rx.len)
-            .get(rx.ahs.clone())
-            .unwrap_or(&[]);
-        let ahs = match Ahs::decode_all(raw) {
-            Ok(ahs) => ahs,
+        let pdu = match self.core.copy_pdu(&rx) {
+            Ok(pdu) => pdu,
             Err(e) => {
-                let e = IserError::from(ProtocolError::from(e));
+                let e = IserError::from(e);
                 self.report(e.clone());
                 return Err(e);
             }
-        };
-        let pdu = Pdu {
-            header: rx.header.clone(),
-            ahs,
-            data: self.pdu_data(&rx).to_vec(),
         };
         self.release(rx)?;
         Ok(pdu)

@@ -341,28 +341,19 @@ impl<V: Verbs> IserTarget<V> {
 
     /// The data segment of a received PDU.
     pub fn pdu_data(&self, rx: &RecvPdu) -> &[u8] {
-        self.core
-            .rx_bytes(rx.slot, rx.len)
-            .get(rx.data.clone())
-            .unwrap_or(&[])
+        self.core.pdu_data(rx)
     }
 
     /// The raw AHS of a received PDU.
     pub fn pdu_ahs(&self, rx: &RecvPdu) -> &[u8] {
-        self.core
-            .rx_bytes(rx.slot, rx.len)
-            .get(rx.ahs.clone())
-            .unwrap_or(&[])
+        self.core.pdu_ahs(rx)
     }
 
     /// Returns a PDU's receive buffer to the receive queue.
     // Taking the token by value ends it: a buffer cannot be released twice.
     #[allow(clippy::needless_pass_by_value)]
     pub fn release(&mut self, rx: RecvPdu) -> Result<(), IserError> {
-        if self.core.phase == Phase::Closed {
-            return Ok(());
-        }
-        self.core.post_rx(rx.slot)
+        self.core.release(&rx)
     }
 
     /// Copies a received PDU out (AHS decoded) and releases its buffer.
@@ -370,14 +361,9 @@ impl<V: Verbs> IserTarget<V> {
     /// A malformed AHS is a protocol violation: the connection fails (RFC
     /// 7145 §10) and the error is returned (and reported by `poll`).
     pub fn take_pdu(&mut self, rx: RecvPdu) -> Result<Pdu, IserError> {
-        let ahs = match Ahs::decode_all(self.pdu_ahs(&rx)) {
-            Ok(ahs) => ahs,
-            Err(e) => return Err(self.fail_connection(ProtocolError::from(e).into())),
-        };
-        let pdu = Pdu {
-            header: rx.header.clone(),
-            ahs,
-            data: self.pdu_data(&rx).to_vec(),
+        let pdu = match self.core.copy_pdu(&rx) {
+            Ok(pdu) => pdu,
+            Err(e) => return Err(self.fail_connection(e.into())),
         };
         self.release(rx)?;
         Ok(pdu)

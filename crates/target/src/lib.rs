@@ -17,6 +17,7 @@ mod acceptor;
 pub mod config;
 mod engine;
 pub mod iser;
+mod parked;
 mod reactor;
 pub mod runtime;
 pub mod streams;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::parked::ParkedCommands;
 use rtgt_iser::verbs::{ConnectRequest, Listener, Verbs};
 use rtgt_iser::{IserLimits, IserTarget, Outbound, TargetConfig, TargetEvent, TaskMemory};
 use rtgt_pdu::{LoginStatus, PduHeader};

@@ -17,7 +17,20 @@ use rtgt_session::target::{Completion, LuAction, TaskId};
 
 use super::reactor::Reactor;
 use super::session::ensure_buf;
+use crate::parked::ParkedCommands;
 use crate::reactor::shared::Message;
+
+impl<V: Verbs> ParkedCommands for Reactor<V> {
+    fn parked(&mut self) -> &mut Vec<(usize, TaskId)> {
+        &mut self.blocked
+    }
+    fn execute_again(&mut self, sidx: usize, id: TaskId) {
+        self.scsi_execute(sidx, id);
+    }
+    fn drive(&mut self, sidx: usize) {
+        self.drive_session(sidx);
+    }
+}
 
 impl<V: Verbs> Reactor<V> {
     /// A command's turn has come: prepare it.
@@ -279,24 +292,6 @@ impl<V: Verbs> Reactor<V> {
             self.finish(sidx, id, &c);
         } else {
             ctx.session.complete_task(id, Completion::good(0));
-        }
-    }
-
-    /// Retries commands parked behind the COMPARE AND WRITE gate.
-    pub(crate) fn retry_blocked(&mut self) {
-        if self.blocked.is_empty() {
-            return;
-        }
-        let list = core::mem::take(&mut self.blocked);
-        let mut touched = Vec::new();
-        for (sidx, id) in list {
-            self.scsi_execute(sidx, id);
-            if !touched.contains(&sidx) {
-                touched.push(sidx);
-            }
-        }
-        for sidx in touched {
-            self.drive_session(sidx);
         }
     }
 

@@ -30,6 +30,7 @@ use super::send::SendBatch;
 use super::sessions::SessionCtx;
 use super::shared::{ConnInfo, Message, Shared};
 use super::slab::Slab;
+use crate::parked::ParkedCommands;
 
 /// Receive buffer per connection.
 pub(crate) const RX_BUF: usize = 256 * 1024;

@@ -16,7 +16,20 @@ use super::buffers::TaskBuf;
 use super::core::{Core, IoMode, Owner, RingOp, RingOpKind};
 use super::sessions::SessionCtx;
 use super::shared::Message;
+use crate::parked::ParkedCommands;
 use crate::runtime::Backend;
+
+impl ParkedCommands for Core {
+    fn parked(&mut self) -> &mut Vec<(usize, TaskId)> {
+        &mut self.blocked
+    }
+    fn execute_again(&mut self, sidx: usize, id: TaskId) {
+        self.scsi_execute(sidx, id);
+    }
+    fn drive(&mut self, sidx: usize) {
+        self.drive_session(sidx);
+    }
+}
 
 impl Core {
     pub(crate) fn scsi_start(&mut self, sidx: usize, id: TaskId) {
@@ -797,24 +810,6 @@ impl Core {
         slot.plan = None;
         slot.xfer = None;
         slot.buf.release();
-    }
-
-    /// Retries commands parked behind the COMPARE AND WRITE gate.
-    pub(crate) fn retry_blocked(&mut self) {
-        if self.blocked.is_empty() {
-            return;
-        }
-        let list = core::mem::take(&mut self.blocked);
-        let mut touched = Vec::new();
-        for (sidx, id) in list {
-            self.scsi_execute(sidx, id);
-            if !touched.contains(&sidx) {
-                touched.push(sidx);
-            }
-        }
-        for sidx in touched {
-            self.drive_session(sidx);
-        }
     }
 
     pub(crate) fn lu_action(&mut self, sidx: usize, action: LuAction) {
