@@ -1,9 +1,10 @@
 //! Issue 8's acceptance over the soft fabric through the real engine (RFC 7145 over the same
 //! session code and logical units as TCP): login with RDMAExtensions, reads and writes of
 //! 512 B – 1 MiB verified, immediate data, many commands outstanding, ABORT TASK during an
-//! RDMA Read, a hostile initiator's STag misuse, and STag invalidation at task end and at
-//! teardown.
+//! RDMA Read, a hostile initiator's STag misuse, STag invalidation at task end and at
+//! teardown, and a LOGICAL UNIT RESET from a TCP session ending an iSER session's task.
 
+mod common;
 mod iser_support;
 
 use std::time::Duration;
@@ -440,4 +441,70 @@ fn nop_out_ping_is_answered_over_iser() {
     });
     let p = ini.inbox.pop_front().unwrap();
     assert_eq!(p.data, b"ping");
+}
+
+/// A LOGICAL UNIT RESET from a TCP session ends the tasks an iSER session has on that logical
+/// unit (SAM-5 §6.3.3): a write waiting for its RDMA Read gets no response and writes nothing,
+/// and the iSER nexus gets the reset's unit attention.
+#[test]
+fn a_logical_unit_reset_over_tcp_ends_an_iser_sessions_task() {
+    let iser_addr = addr(11);
+    let text = format!(
+        "{}\n[[portal]]\nlisten = [\"127.0.0.1:0\"]\ngroup = 2\n",
+        iser_support::config_text(iser_addr)
+    );
+    let rig = Rig::start_with(iser_addr, &text);
+    let tcp_addr = rig.engine.as_ref().unwrap().local_addrs()[0];
+    let mut ini = rig.initiator(InitiatorConfig::default());
+    ini.login().unwrap();
+    // The iSER write's Data-Out waits in the fabric.
+    rig.fabric.inject(Injection::Hold {
+        op: OpKind::RdmaRead,
+    });
+    let data = pattern(7, 65_536);
+    ini.conn.data_mut(0..65_536).unwrap().copy_from_slice(&data);
+    let cmd = ini.command(&write16(2000, 128), 0, 65_536);
+    ini.send(
+        &cmd,
+        &CommandIo {
+            read: None,
+            write: Some(0..65_536),
+            immediate: 0,
+        },
+    );
+    ini.idle(Duration::from_millis(100));
+
+    let mut tcp = common::Initiator::connect(tcp_addr);
+    tcp.login(&common::LoginOpts {
+        target: Some(iser_support::TARGET.into()),
+        ..common::LoginOpts::default()
+    })
+    .expect("TCP login");
+    let sn = tcp.cmd_sn;
+    assert_eq!(
+        tcp.tmf(TmfFunction::LOGICAL_UNIT_RESET, Itt(0xFFFF_FFFF), sn),
+        Some(TmfResponse::FUNCTION_COMPLETE)
+    );
+
+    rig.fabric.clear_injections();
+    ini.idle(Duration::from_millis(300));
+    assert!(
+        !ini.inbox
+            .iter()
+            .any(|p| matches!(&p.header, PduHeader::ScsiResponse(s) if s.itt == cmd.itt)),
+        "the reset task must not be answered"
+    );
+    // The next command reports the reset; then the blocks read back unwritten.
+    let tur = ini.command(&[0; 6], 0, 0);
+    ini.send(&tur, &CommandIo::default());
+    let (r, sense) = ini.response(tur.itt);
+    assert_eq!(r.status, rtgt_pdu::ScsiStatus::CHECK_CONDITION);
+    assert_eq!(
+        (sense[2 + 2] & 0x0F, sense[2 + 12], sense[2 + 13]),
+        (6, 0x29, 0x03)
+    );
+    let (r, back) = ini.read16(2000, 128, 1 << 20);
+    assert!(good(&r), "{r:?}");
+    assert_eq!(back, vec![0u8; 65_536]);
+    assert!(ini.failed.is_none());
 }

@@ -111,6 +111,8 @@ pub(crate) struct Reactor<V: Verbs> {
     pub blocked: Vec<(usize, rtgt_session::target::TaskId)>,
     pub now: Instant,
     pub shutdown_deadline: Option<Instant>,
+    /// Resets and PREEMPT AND ABORT from sessions elsewhere ([`Shared::broadcast`]).
+    pub inbox: crossbeam_channel::Receiver<crate::reactor::shared::Message>,
     // Declared last: the pool's memory outlives every registration in `memory`.
     _pool: Option<rtgt_affinity::NodePool>,
 }
@@ -140,8 +142,11 @@ impl<V: Verbs> Reactor<V> {
                 TaskMemory::new(Arc::clone(&pd))
             }
         };
+        let id = ISER_REACTOR_BASE - spec.index;
+        let inbox = shared.register_iser(id);
         Self {
-            id: ISER_REACTOR_BASE - spec.index,
+            id,
+            inbox,
             spec,
             verbs,
             listener: Some(listener),
@@ -167,6 +172,7 @@ impl<V: Verbs> Reactor<V> {
                 self.begin_shutdown();
             }
             let mut busy = self.accept();
+            busy |= self.read_inbox();
             for idx in 0..self.conns.len() {
                 busy |= self.poll_conn(idx);
             }
@@ -188,6 +194,7 @@ impl<V: Verbs> Reactor<V> {
         for sidx in 0..self.sessions.len() {
             self.remove_session(sidx);
         }
+        self.shared.unregister_iser(self.id);
         tracing::info!(addr = %self.spec.addr, "iSER portal stopped");
     }
 

@@ -250,24 +250,21 @@ impl<V: Verbs> Reactor<V> {
             let nexuses = c.abort_nexuses.clone();
             if let Some(name) = name {
                 let target: Arc<str> = Arc::from(name.as_str());
-                self.shared.broadcast(|| Message::AbortNexuses {
-                    target: target.clone(),
+                self.shared
+                    .broadcast_from(Some(self.id), || Message::AbortNexuses {
+                        target: target.clone(),
+                        lun,
+                        nexuses: nexuses.clone(),
+                    });
+                self.abort_sessions(
+                    |s| {
+                        nexuses.contains(&s.nexus.id)
+                            && s.target.as_ref().is_some_and(|t| t.name == name)
+                    },
                     lun,
-                    nexuses: nexuses.clone(),
-                });
-                let hits: Vec<usize> = self.session_indices(|s| {
-                    nexuses.contains(&s.nexus.id)
-                        && s.target.as_ref().is_some_and(|t| t.name == name)
-                });
-                for s in hits {
-                    if let Some(ctx) = self.sessions.get_mut(s).and_then(Option::as_mut) {
-                        ctx.session
-                            .abort_for_reset(lun.and_then(rtgt_pdu::Lun::from_number));
-                    }
-                    if s != sidx {
-                        self.drive_session(s);
-                    }
-                }
+                    false,
+                    Some(sidx),
+                );
             }
         }
     }
@@ -332,16 +329,33 @@ impl<V: Verbs> Reactor<V> {
             }
             LuAction::ClearAca { .. } => return,
         };
-        self.shared.broadcast(|| Message::ResetAbort {
-            target: name.clone(),
+        self.shared
+            .broadcast_from(Some(self.id), || Message::ResetAbort {
+                target: name.clone(),
+                lun,
+                except: serial,
+                terminate,
+            });
+        self.abort_sessions(
+            |s| s.serial != serial && s.target.as_ref().is_some_and(|t| *t.name == *name),
             lun,
-            except: serial,
             terminate,
-        });
-        let others = self.session_indices(|s| {
-            s.serial != serial && s.target.as_ref().is_some_and(|t| *t.name == *name)
-        });
-        for s in others {
+            None,
+        );
+    }
+
+    /// Ends the tasks of the sessions `pred` picks on `lun` (every LU with `None`) after a
+    /// reset or PREEMPT AND ABORT (SAM-5 §6.3, SPC-5 §5.14.11.2.5), or the sessions themselves
+    /// (`terminate`, a cold reset). Every session hit is driven except `skip`, whose caller
+    /// drives it.
+    fn abort_sessions(
+        &mut self,
+        pred: impl Fn(&super::session::Sess<V::Mr>) -> bool,
+        lun: Option<u16>,
+        terminate: bool,
+        skip: Option<usize>,
+    ) {
+        for s in self.session_indices(pred) {
             if terminate {
                 let (tsih, ser) = self
                     .sessions
@@ -349,14 +363,53 @@ impl<V: Verbs> Reactor<V> {
                     .and_then(Option::as_ref)
                     .map_or((0, 0), |c| (c.tsih, c.serial));
                 self.terminate_session(tsih, ser);
-            } else {
-                if let Some(c) = self.sessions.get_mut(s).and_then(Option::as_mut) {
-                    c.session
-                        .abort_for_reset(lun.and_then(rtgt_pdu::Lun::from_number));
-                }
+                continue;
+            }
+            if let Some(c) = self.sessions.get_mut(s).and_then(Option::as_mut) {
+                c.session
+                    .abort_for_reset(lun.and_then(rtgt_pdu::Lun::from_number));
+            }
+            if Some(s) != skip {
                 self.drive_session(s);
             }
         }
+    }
+
+    /// Takes what the TCP reactors and the other iSER portals sent: resets and PREEMPT AND
+    /// ABORT of sessions on this portal. Returns whether there was anything.
+    pub(crate) fn read_inbox(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(m) = self.inbox.try_recv() {
+            any = true;
+            match m {
+                Message::ResetAbort {
+                    target,
+                    lun,
+                    except,
+                    terminate,
+                } => self.abort_sessions(
+                    |s| s.serial != except && s.target.as_ref().is_some_and(|t| *t.name == *target),
+                    lun,
+                    terminate,
+                    None,
+                ),
+                Message::AbortNexuses {
+                    target,
+                    lun,
+                    nexuses,
+                } => self.abort_sessions(
+                    |s| {
+                        nexuses.contains(&s.nexus.id)
+                            && s.target.as_ref().is_some_and(|t| *t.name == *target)
+                    },
+                    lun,
+                    false,
+                    None,
+                ),
+                _ => {}
+            }
+        }
+        any
     }
 
     fn session_indices(&self, pred: impl Fn(&super::session::Sess<V::Mr>) -> bool) -> Vec<usize> {

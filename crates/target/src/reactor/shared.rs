@@ -118,6 +118,9 @@ pub(crate) struct Shared {
     pub next_nexus: AtomicU32,
     pub shutdown: AtomicBool,
     fallback_load: AtomicUsize,
+    /// The iSER portals' inboxes, by reactor id. They poll (the fabric has no waker), and
+    /// take only the task-ending messages: resets and PREEMPT AND ABORT from other sessions.
+    iser_inboxes: Mutex<Vec<(usize, Sender<Message>)>>,
 }
 
 /// A new session's entry in the session table (see [`Shared::insert_session`]).
@@ -171,6 +174,7 @@ impl Shared {
             next_nexus: AtomicU32::new(1),
             shutdown: AtomicBool::new(false),
             fallback_load: AtomicUsize::new(0),
+            iser_inboxes: Mutex::new(Vec::new()),
         }
     }
 
@@ -190,8 +194,14 @@ impl Shared {
         }
     }
 
-    /// Sends a message built by `f` to every reactor.
+    /// Sends a message built by `f` to every TCP reactor, and a task-ending one (reset,
+    /// PREEMPT AND ABORT) to every iSER portal as well.
     pub(crate) fn broadcast(&self, f: impl Fn() -> Message) {
+        self.broadcast_from(None, f);
+    }
+
+    /// [`Shared::broadcast`] from the iSER portal `me`, which has handled its own sessions.
+    pub(crate) fn broadcast_from(&self, me: Option<usize>, f: impl Fn() -> Message) {
         if let Some(all) = self.reactors.get() {
             for h in all {
                 if h.tx.send(f()).is_ok() {
@@ -199,6 +209,37 @@ impl Shared {
                 }
             }
         }
+        let inboxes = self
+            .iser_inboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, tx) in inboxes.iter() {
+            if Some(*id) == me {
+                continue;
+            }
+            let m = f();
+            if matches!(m, Message::ResetAbort { .. } | Message::AbortNexuses { .. }) {
+                let _ = tx.send(m);
+            }
+        }
+    }
+
+    /// Registers an iSER portal's inbox (see [`Shared::broadcast`]).
+    pub(crate) fn register_iser(&self, id: usize) -> crossbeam_channel::Receiver<Message> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.iser_inboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((id, tx));
+        rx
+    }
+
+    /// Forgets a stopped iSER portal's inbox.
+    pub(crate) fn unregister_iser(&self, id: usize) {
+        self.iser_inboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(i, _)| *i != id);
     }
 
     /// The reactor with the fewest connections.
