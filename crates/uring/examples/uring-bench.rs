@@ -5,13 +5,16 @@
 //! uring-bench --file F [--size BYTES] [--rw randread|randwrite|read|write] [--bs BYTES]
 //!             [--qd N] [--direct] [--engine uring|threadpool] [--runtime SECS]
 //!             [--fixed-buffers] [--sqpoll] [--no-punt]
+//!             [--submit auto|immediate|wait]
 //! ```
 //! Prints one line: `engine=... rw=... bs=... qd=... direct=... iops=N mib_s=N ios=N`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use rtgt_uring::{Completion, EngineSelect, IoQueue, Op, Store, StoreConfig, StreamsMode};
+use rtgt_uring::{
+    Completion, EngineSelect, IoQueue, Op, Store, StoreConfig, StreamsMode, SubmitPolicy,
+};
 
 struct Args {
     file: String,
@@ -25,6 +28,7 @@ struct Args {
     fixed: bool,
     sqpoll: bool,
     no_punt: bool,
+    submit: SubmitPolicy,
 }
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -50,6 +54,7 @@ fn parse() -> Result<Args, String> {
         fixed: false,
         sqpoll: false,
         no_punt: false,
+        submit: SubmitPolicy::Auto,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +76,14 @@ fn parse() -> Result<Args, String> {
             "--fixed-buffers" => a.fixed = true,
             "--sqpoll" => a.sqpoll = true,
             "--no-punt" => a.no_punt = true,
+            "--submit" => {
+                a.submit = match value("--submit")?.as_str() {
+                    "auto" => SubmitPolicy::Auto,
+                    "immediate" => SubmitPolicy::Immediate,
+                    "wait" => SubmitPolicy::AtWait,
+                    other => return Err(format!("--submit: unknown {other}")),
+                }
+            }
             "--engine" => {
                 a.engine = match value("--engine")?.as_str() {
                     "uring" => EngineSelect::Uring,
@@ -123,6 +136,7 @@ fn run(args: &Args) -> Result<(u64, f64), String> {
     cfg.backing.size = args.size;
     cfg.backing.create = args.size.is_some();
     cfg.streams.mode = StreamsMode::Off;
+    cfg.submit = args.submit;
     if args.no_punt {
         cfg.punt = rtgt_uring::PuntPolicy::NEVER;
     }

@@ -57,7 +57,7 @@ pub use caps::BackingKind;
 pub use completion::decode_result;
 pub use detect::EngineSelect;
 pub use errno::{errno_to_backend, io_to_backend};
-pub use queue::{Completion, IoQueue, Op, PoolQueue, QueueFull, UringQueue};
+pub use queue::{Completion, IoQueue, Op, PoolQueue, QueueFull, SubmitPolicy, UringQueue};
 pub use ring::RingOptions;
 pub use sqe::{FileRef, PuntPolicy};
 pub use stats::StatsSnapshot;

@@ -14,7 +14,7 @@ use crate::aligned::AlignedBuf;
 use crate::backing::{BackingFile, BackingOptions, OpenError};
 use crate::caps::BackingKind;
 use crate::detect::{Availability, EngineSelect};
-use crate::queue::{IoQueue, PoolQueue, ThreadPool, UringQueue};
+use crate::queue::{IoQueue, PoolQueue, SubmitPolicy, ThreadPool, UringQueue};
 use crate::ring::RingOptions;
 use crate::shared::{OpKind, Shared};
 use crate::sqe::PuntPolicy;
@@ -42,6 +42,10 @@ pub struct StoreConfig {
     pub streams: StreamsConfig,
     /// Which buffered transfers of asynchronous queues go straight to io-wq workers.
     pub punt: PuntPolicy,
+    /// When asynchronous queues hand pushed operations to the kernel. Default
+    /// [`SubmitPolicy::Auto`]: at once for O_DIRECT, batched at the next submit/wait for
+    /// buffered I/O.
+    pub submit: SubmitPolicy,
 }
 
 impl Default for StoreConfig {
@@ -57,6 +61,7 @@ impl Default for StoreConfig {
             pool_threads: 0,
             streams: StreamsConfig::default(),
             punt: PuntPolicy::default(),
+            submit: SubmitPolicy::Auto,
         }
     }
 }
@@ -183,6 +188,7 @@ impl Store {
                     SYNC_DEPTH,
                     &sync_ring(),
                     sync_punt(config.punt),
+                    SubmitPolicy::AtWait,
                 ) {
                     Ok(q) => (
                         kind,
@@ -313,11 +319,13 @@ impl Store {
                 depth,
                 &self.config.ring,
                 self.config.punt,
+                self.config.submit,
             )?)),
             Engine::Pool { .. } => Ok(IoQueue::Pool(PoolQueue::new(
                 self.pool()?,
                 Arc::clone(&self.shared),
                 depth,
+                self.config.submit,
             ))),
         }
     }
@@ -358,6 +366,7 @@ impl Store {
                         SYNC_DEPTH,
                         &sync_ring(),
                         sync_punt(self.config.punt),
+                        SubmitPolicy::AtWait,
                     )?,
                 };
                 let result = match kind {

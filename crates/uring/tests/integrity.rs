@@ -5,9 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{engines, modes, open_store, read_stamp, stamp};
+use common::{engines, modes, open_store, open_store_with, read_stamp, stamp};
 use rtgt_scsi::{AllocationExtent, BackendError, BlockBackend, Provisioning};
-use rtgt_uring::{Completion, Op, StoreConfig};
+use rtgt_uring::{Completion, Op, StoreConfig, SubmitPolicy};
 
 const BS: usize = 4096;
 
@@ -92,90 +92,154 @@ fn concurrent_sync_io_keeps_every_stamp() {
 
 #[test]
 fn queue_with_many_in_flight_random_io_verifies() {
-    const BLOCKS: u64 = 4096;
     for engine in engines() {
         for (direct, dir) in modes() {
-            let store = open_store(dir.path(), "async.img", BLOCKS * BS as u64, engine, direct);
-            let mut q = store.queue().expect("queue");
-            let depth = q.capacity();
-            let mut generation = vec![0u64; BLOCKS as usize];
-            let mut busy = vec![false; BLOCKS as usize];
-            let mut pending_gen = vec![0u64; BLOCKS as usize];
-            let mut rng = Rng(42);
-            let mut free_bufs: Vec<_> = (0..depth).map(|_| q.alloc_buf(BS)).collect();
-            let mut done: Vec<Completion> = Vec::new();
-            let mut issued = 0u64;
-            let mut max_in_flight = 0;
-            let total = 6000u64;
-            let mut completed = 0u64;
-            while completed < total {
-                while issued < total && q.in_flight() < depth {
-                    let lba = rng.below(BLOCKS);
-                    if busy[lba as usize] {
-                        continue;
-                    }
-                    let Some(mut buf) = free_bufs.pop() else {
-                        break;
-                    };
-                    busy[lba as usize] = true;
-                    let is_write = rng.below(2) == 0;
-                    let ud = lba << 1 | u64::from(is_write);
-                    let op = if is_write {
-                        issued += 1;
-                        pending_gen[lba as usize] = issued;
-                        stamp(buf.as_mut_slice(), lba, issued);
-                        Op::Write {
-                            offset: lba * BS as u64,
-                            buf,
-                            fua: issued % 11 == 0,
-                        }
-                    } else {
-                        issued += 1;
-                        Op::Read {
-                            offset: lba * BS as u64,
-                            buf,
-                        }
-                    };
-                    q.push(op, ud).expect("room");
-                }
-                max_in_flight = max_in_flight.max(q.in_flight());
-                done.clear();
-                q.wait(1, &mut done).expect("wait");
-                for c in done.drain(..) {
-                    completed += 1;
-                    let lba = c.user_data >> 1;
-                    let buf = c.buf.expect("buffer back");
-                    assert_eq!(c.result, Ok(BS), "lba {lba}");
-                    if c.user_data & 1 == 1 {
-                        generation[lba as usize] = pending_gen[lba as usize];
-                    } else {
-                        assert_eq!(
-                            read_stamp(buf.as_slice(), lba),
-                            Some(generation[lba as usize]),
-                            "lba {lba}"
-                        );
-                    }
-                    busy[lba as usize] = false;
-                    free_bufs.push(buf);
-                }
-            }
-            assert!(
-                max_in_flight > depth / 2,
-                "queue kept {max_in_flight} of {depth} in flight"
-            );
-            // Flush through the queue, then verify everything with the synchronous path.
-            q.push(Op::Flush, 7).expect("room");
-            done.clear();
-            q.wait(1, &mut done).expect("flush");
-            assert_eq!(done[0].result, Ok(0));
-            let mut buf = vec![0u8; BS];
-            for lba in 0..BLOCKS {
-                store.read_at(lba * BS as u64, &mut buf).expect("read");
-                assert_eq!(
-                    read_stamp(&buf, lba),
-                    Some(generation[lba as usize]),
-                    "{engine:?} direct={direct}"
+            for submit in [
+                SubmitPolicy::Auto,
+                SubmitPolicy::Immediate,
+                SubmitPolicy::AtWait,
+            ] {
+                let name = format!("async-{submit:?}.img");
+                let store = open_store_with(
+                    dir.path(),
+                    &name,
+                    RANDOM_BLOCKS * BS as u64,
+                    engine,
+                    direct,
+                    |cfg| cfg.submit = submit,
                 );
+                random_io_verifies(&store, &format!("{engine:?} direct={direct} {submit:?}"));
+            }
+        }
+    }
+}
+
+const RANDOM_BLOCKS: u64 = 4096;
+
+/// Thousands of random stamped reads and writes, many in flight, each read checked against
+/// the last completed write; then everything checked again through the synchronous path.
+fn random_io_verifies(store: &rtgt_uring::Store, what: &str) {
+    const BLOCKS: u64 = RANDOM_BLOCKS;
+    let mut q = store.queue().expect("queue");
+    let depth = q.capacity();
+    let mut generation = vec![0u64; BLOCKS as usize];
+    let mut busy = vec![false; BLOCKS as usize];
+    let mut pending_gen = vec![0u64; BLOCKS as usize];
+    let mut rng = Rng(42);
+    let mut free_bufs: Vec<_> = (0..depth).map(|_| q.alloc_buf(BS)).collect();
+    let mut done: Vec<Completion> = Vec::new();
+    let mut issued = 0u64;
+    let mut max_in_flight = 0;
+    let total = 6000u64;
+    let mut completed = 0u64;
+    while completed < total {
+        while issued < total && q.in_flight() < depth {
+            let lba = rng.below(BLOCKS);
+            if busy[lba as usize] {
+                continue;
+            }
+            let Some(mut buf) = free_bufs.pop() else {
+                break;
+            };
+            busy[lba as usize] = true;
+            let is_write = rng.below(2) == 0;
+            let ud = lba << 1 | u64::from(is_write);
+            let op = if is_write {
+                issued += 1;
+                pending_gen[lba as usize] = issued;
+                stamp(buf.as_mut_slice(), lba, issued);
+                Op::Write {
+                    offset: lba * BS as u64,
+                    buf,
+                    fua: issued % 11 == 0,
+                }
+            } else {
+                issued += 1;
+                Op::Read {
+                    offset: lba * BS as u64,
+                    buf,
+                }
+            };
+            q.push(op, ud).expect("room");
+        }
+        max_in_flight = max_in_flight.max(q.in_flight());
+        done.clear();
+        q.wait(1, &mut done).expect("wait");
+        for c in done.drain(..) {
+            completed += 1;
+            let lba = c.user_data >> 1;
+            let buf = c.buf.expect("buffer back");
+            assert_eq!(c.result, Ok(BS), "{what} lba {lba}");
+            if c.user_data & 1 == 1 {
+                generation[lba as usize] = pending_gen[lba as usize];
+            } else {
+                assert_eq!(
+                    read_stamp(buf.as_slice(), lba),
+                    Some(generation[lba as usize]),
+                    "{what} lba {lba}"
+                );
+            }
+            busy[lba as usize] = false;
+            free_bufs.push(buf);
+        }
+    }
+    assert!(
+        max_in_flight > depth / 2,
+        "{what}: queue kept {max_in_flight} of {depth} in flight"
+    );
+    // Flush through the queue, then verify everything with the synchronous path.
+    q.push(Op::Flush, 7).expect("room");
+    done.clear();
+    q.wait(1, &mut done).expect("flush");
+    assert_eq!(done[0].result, Ok(0));
+    let mut buf = vec![0u8; BS];
+    for lba in 0..BLOCKS {
+        store.read_at(lba * BS as u64, &mut buf).expect("read");
+        assert_eq!(
+            read_stamp(&buf, lba),
+            Some(generation[lba as usize]),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn submit_policy_decides_when_pushed_operations_start() {
+    for engine in engines() {
+        for (direct, dir) in modes() {
+            for submit in [
+                SubmitPolicy::Auto,
+                SubmitPolicy::Immediate,
+                SubmitPolicy::AtWait,
+            ] {
+                let what = format!("{engine:?} direct={direct} {submit:?}");
+                let name = format!("submit-{submit:?}.img");
+                let store = open_store_with(dir.path(), &name, 1 << 20, engine, direct, |cfg| {
+                    cfg.submit = submit;
+                });
+                let mut q = store.queue().expect("queue");
+                let mut buf = q.alloc_buf(BS);
+                stamp(buf.as_mut_slice(), 9, 3);
+                q.push(
+                    Op::Write {
+                        offset: 9 * BS as u64,
+                        buf,
+                        fua: false,
+                    },
+                    1,
+                )
+                .expect("room");
+                let started = submit.immediate(direct);
+                assert_eq!(q.unsubmitted(), usize::from(!started), "{what}");
+                q.submit().expect("submit");
+                assert_eq!(q.unsubmitted(), 0, "{what}");
+                let mut done = Vec::new();
+                q.wait(1, &mut done).expect("wait");
+                assert_eq!(done.len(), 1, "{what}");
+                assert_eq!(done[0].result, Ok(BS), "{what}");
+                let mut back = vec![0u8; BS];
+                store.read_at(9 * BS as u64, &mut back).expect("read");
+                assert_eq!(read_stamp(&back, 9), Some(3), "{what}");
             }
         }
     }

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rtgt_scsi::BackendError;
 
 use super::prep::{self, Prep};
-use super::{Completion, Op, QueueFull};
+use super::{Completion, Op, QueueFull, SubmitPolicy};
 use crate::aligned::AlignedBuf;
 use crate::caps::BackingKind;
 use crate::shared::{OpKind, Shared};
@@ -168,6 +168,8 @@ pub struct PoolQueue {
     done_rx: Receiver<(u32, Result<usize, BackendError>)>,
     ready: VecDeque<Completion>,
     busy: usize,
+    /// `push` hands its job to the workers at once (see [`SubmitPolicy`]).
+    immediate: bool,
 }
 
 // SAFETY: the raw pointers in the slots point into heap buffers owned by the same slots,
@@ -185,12 +187,16 @@ impl std::fmt::Debug for PoolQueue {
 }
 
 impl PoolQueue {
-    pub(crate) fn new(pool: Arc<ThreadPool>, shared: Arc<Shared>, depth: u32) -> Self {
+    pub(crate) fn new(
+        pool: Arc<ThreadPool>,
+        shared: Arc<Shared>,
+        depth: u32,
+        submit: SubmitPolicy,
+    ) -> Self {
         let cap = depth.clamp(1, 4096) as usize;
         let (done_tx, done_rx) = crossbeam_channel::bounded(cap);
         Self {
             pool,
-            shared,
             slots: (0..cap)
                 .map(|_| PoolSlot {
                     user_data: 0,
@@ -207,6 +213,8 @@ impl PoolQueue {
             done_rx,
             ready: VecDeque::with_capacity(cap),
             busy: 0,
+            immediate: submit.immediate(shared.backing.is_direct()),
+            shared,
         }
     }
 
@@ -220,6 +228,11 @@ impl PoolQueue {
         self.slots.len() - self.free.len()
     }
 
+    /// Operations pushed but not yet handed to the workers (see [`SubmitPolicy`]).
+    pub fn unsubmitted(&self) -> usize {
+        self.staged.len()
+    }
+
     /// A buffer aligned for this store.
     pub fn alloc_buf(&self, len: usize) -> AlignedBuf {
         AlignedBuf::new(
@@ -228,7 +241,8 @@ impl PoolQueue {
         )
     }
 
-    /// Queue an operation.
+    /// Queue an operation. Depending on the queue's [`SubmitPolicy`] it is handed to the
+    /// workers right here or at the next [`submit`](Self::submit) or [`wait`](Self::wait).
     pub fn push(&mut self, op: Op, user_data: u64) -> Result<(), QueueFull> {
         let Some(idx) = self.free.pop() else {
             return Err(QueueFull(op));
@@ -304,6 +318,10 @@ impl PoolQueue {
                     slot: idx,
                     done: self.done_tx.clone(),
                 });
+                if self.immediate {
+                    // Cannot fail: a job without workers is failed through its completion.
+                    let _ = self.submit();
+                }
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ use io_uring::IoUring;
 use rtgt_scsi::BackendError;
 
 use super::prep::{self, Prep};
-use super::{Completion, Op, QueueFull};
+use super::{Completion, Op, QueueFull, SubmitPolicy};
 use crate::aligned::AlignedBuf;
 use crate::caps::BackingKind;
 use crate::completion::{Direction, Next, Transfer, decode_result};
@@ -80,7 +80,10 @@ pub struct UringQueue {
     ready: VecDeque<Completion>,
     /// Slots whose SQE is in the kernel (or in the SQ).
     busy: usize,
-    unsubmitted: bool,
+    /// SQEs in the SQ not yet handed to the kernel.
+    pending: usize,
+    /// `push` hands its SQE to the kernel at once (see [`SubmitPolicy`]).
+    immediate: bool,
     buffers_registered: bool,
     punt: PuntPolicy,
     direct: bool,
@@ -109,6 +112,7 @@ impl UringQueue {
         depth: u32,
         opts: &RingOptions,
         punt: PuntPolicy,
+        submit: SubmitPolicy,
     ) -> Result<Self, BackendError> {
         let depth = depth.clamp(1, 4096);
         let (ring, applied) =
@@ -130,7 +134,8 @@ impl UringQueue {
             free: (0..cap as u32).rev().collect(),
             ready: VecDeque::with_capacity(cap),
             busy: 0,
-            unsubmitted: false,
+            pending: 0,
+            immediate: submit.immediate(shared.backing.is_direct()),
             buffers_registered: false,
             direct: shared.backing.is_direct(),
             punt,
@@ -151,6 +156,11 @@ impl UringQueue {
     /// Operations queued or in flight (including finished ones not yet reaped).
     pub fn in_flight(&self) -> usize {
         self.slots.len() - self.free.len()
+    }
+
+    /// Entries pushed but not yet handed to the kernel (see [`SubmitPolicy`]).
+    pub fn unsubmitted(&self) -> usize {
+        self.pending
     }
 
     /// A buffer aligned for this store.
@@ -195,7 +205,10 @@ impl UringQueue {
         Ok(bufs)
     }
 
-    /// Queue an operation.
+    /// Queue an operation. Depending on the queue's [`SubmitPolicy`] it is handed to the
+    /// kernel right here or at the next [`submit`](Self::submit) or [`wait`](Self::wait); an
+    /// error of an immediate submission leaves the entry queued, and the next `submit` or
+    /// `wait` reports it.
     pub fn push(&mut self, op: Op, user_data: u64) -> Result<(), QueueFull> {
         let Some(idx) = self.free.pop() else {
             return Err(QueueFull(op));
@@ -246,6 +259,11 @@ impl UringQueue {
             Op::WriteZeroes { offset, len } => {
                 self.start_other(idx, OpKind::WriteZeroes, (offset, len), user_data);
             }
+        }
+        if self.immediate && self.pending > 0 {
+            // A failure leaves the entries in the SQ; the next submit or wait enters the
+            // kernel again and reports it.
+            let _ = self.submit();
         }
         Ok(())
     }
@@ -396,7 +414,7 @@ impl UringQueue {
                 let _ = self.ring.submitter().squeue_wait();
             }
         }
-        self.unsubmitted = true;
+        self.pending += 1;
     }
 
     /// Finish a slot that had an SQE in flight.
@@ -495,7 +513,9 @@ impl UringQueue {
         loop {
             match self.ring.submit_and_wait(want) {
                 Ok(_) => {
-                    self.unsubmitted = false;
+                    // The kernel may take fewer entries than offered (or, with SQPOLL, take
+                    // them later); what is left stays pending.
+                    self.pending = self.ring.submission().len();
                     return Ok(());
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
@@ -509,7 +529,7 @@ impl UringQueue {
 
     /// Start everything queued without waiting.
     pub fn submit(&mut self) -> Result<(), BackendError> {
-        if self.unsubmitted {
+        if self.pending > 0 {
             self.enter(0)
         } else {
             Ok(())

@@ -78,6 +78,18 @@ pub fn modes() -> Vec<(bool, tempfile::TempDir)> {
 
 /// A store of `size` bytes on a new file in `dir`.
 pub fn open_store(dir: &Path, name: &str, size: u64, engine: EngineSelect, direct: bool) -> Store {
+    open_store_with(dir, name, size, engine, direct, |_| {})
+}
+
+/// As [`open_store`], with `adjust` applied to the configuration last.
+pub fn open_store_with(
+    dir: &Path,
+    name: &str,
+    size: u64,
+    engine: EngineSelect,
+    direct: bool,
+    adjust: impl FnOnce(&mut StoreConfig),
+) -> Store {
     let mut cfg = StoreConfig {
         engine,
         ..StoreConfig::default()
@@ -88,6 +100,7 @@ pub fn open_store(dir: &Path, name: &str, size: u64, engine: EngineSelect, direc
     cfg.backing.direct = direct;
     // These tests check the plain data path; the streams tests turn streams on themselves.
     cfg.streams.mode = rtgt_uring::StreamsMode::Off;
+    adjust(&mut cfg);
     let store = Store::open(dir.join(name), &cfg).expect("open store");
     expect_kind(&store, engine);
     store
