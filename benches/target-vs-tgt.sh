@@ -9,7 +9,10 @@
 #
 # Environment: BENCH_FILE (default /dev/shm/rtgt-vs-tgt.img), BENCH_SIZE (default 1G),
 # BENCH_RUNTIME seconds per case (default 10), RTGTD_ARGS (extra rtgtd flags, e.g.
-# "--io-engine epoll"), CARGO_TARGET_DIR (default target). Needs root (tgtd), tgt, libiscsi-bin.
+# "--io-engine epoll"), BENCH_CLIENT_CPUS (a taskset CPU list the clients run on, the same for
+# both targets; default: wherever the scheduler puts them — on a 2-vCPU VM single-session IOPS
+# follow that placement), CARGO_TARGET_DIR (default target). Needs root (tgtd), tgt,
+# libiscsi-bin.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +20,10 @@ file="${BENCH_FILE:-/dev/shm/rtgt-vs-tgt.img}"
 size="${BENCH_SIZE:-1G}"
 runtime="${BENCH_RUNTIME:-10}"
 target_dir="${CARGO_TARGET_DIR:-$here/target}"
+client_pin=()
+if [ -n "${BENCH_CLIENT_CPUS:-}" ]; then
+    client_pin=(taskset -c "$BENCH_CLIENT_CPUS")
+fi
 hz="$(getconf CLK_TCK)"
 
 for t in tgtd tgtadm iscsi-perf; do
@@ -72,7 +79,7 @@ run_case() {
     local pid="$1"; shift
     local c0 c1 out iops ios
     c0="$(cpu_ticks "$pid")"
-    out="$(timeout -s KILL $((runtime + 20)) "$@" 2>&1 || true)"
+    out="$(timeout -s KILL $((runtime + 20)) "${client_pin[@]}" "$@" 2>&1 || true)"
     c1="$(cpu_ticks "$pid")"
     iops="$(printf '%s\n' "$out" | tr '\r' '\n' | sed -n 's/.*iops average \([0-9]*\).*/\1/p; s/^ *IOPS *\([0-9]*\).*/\1/p' | tail -1)"
     [ -n "$iops" ] || { echo "no IOPS from: $* (client failed or hung; output follows)" >&2; printf '%s\n' "$out" | tail -5 >&2; iops=0; }
