@@ -268,7 +268,7 @@ impl LogicalUnit {
             }
             Op::ModeSelect { ten, .. } => {
                 let mut st = self.state();
-                self.touch(&mut st, nexus);
+                // `prepare` registered the nexus (MODE SELECT is not a fast-path command).
                 let old = Self::mode_view(&st, nexus.id);
                 let new = mode::select(ten, data, old, &self.mode_shape())?;
                 // The Control page is per I_T nexus: only this nexus's copy changes.

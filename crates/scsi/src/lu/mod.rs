@@ -97,10 +97,8 @@ pub struct LogicalUnit {
     limits: Limits,
     num_blocks: AtomicU64,
     wce: AtomicBool,
-    /// Nexuses whose Control page has D_SENSE set.
-    d_sense_nexuses: AtomicUsize,
-    /// Nexuses whose Control page has SWP set.
-    swp_nexuses: AtomicUsize,
+    /// Nexuses whose Control page differs from the default (D_SENSE or SWP set).
+    control_nexuses: AtomicUsize,
     stopped: AtomicBool,
     reserved: AtomicBool,
     ua_nexuses: AtomicUsize,
@@ -288,8 +286,7 @@ impl LogicalUnit {
         Self {
             num_blocks: AtomicU64::new(caps.num_blocks),
             wce: AtomicBool::new(mode.wce),
-            d_sense_nexuses: AtomicUsize::new(0),
-            swp_nexuses: AtomicUsize::new(0),
+            control_nexuses: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             reserved: AtomicBool::new(false),
             ua_nexuses: AtomicUsize::new(0),
@@ -346,9 +343,7 @@ impl LogicalUnit {
 
     /// The Control page fields of a nexus. Lock-free while no nexus has set any of them.
     fn control(&self, nexus: NexusId) -> NexusControl {
-        if self.d_sense_nexuses.load(Ordering::Acquire) == 0
-            && self.swp_nexuses.load(Ordering::Acquire) == 0
-        {
+        if self.control_nexuses.load(Ordering::Acquire) == 0 {
             return NexusControl::default();
         }
         self.state()
@@ -382,19 +377,15 @@ impl LogicalUnit {
         self.count_control(new, true);
     }
 
-    /// Adds (or removes) one nexus's Control fields to the counters.
+    /// Adds (or removes) one nexus's Control fields to the lock-free count.
     fn count_control(&self, c: NexusControl, add: bool) {
-        for (set, counter) in [
-            (c.d_sense, &self.d_sense_nexuses),
-            (c.swp, &self.swp_nexuses),
-        ] {
-            if set {
-                if add {
-                    counter.fetch_add(1, Ordering::AcqRel);
-                } else {
-                    counter.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
+        if c == NexusControl::default() {
+            return;
+        }
+        if add {
+            self.control_nexuses.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.control_nexuses.fetch_sub(1, Ordering::AcqRel);
         }
     }
 

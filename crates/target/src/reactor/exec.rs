@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use rtgt_pdu::ScsiStatus;
 use rtgt_scsi::{
     CommandRequest, DataDirection, DataIn, Dispatch, IoOp, IoOutcome, ScsiError, SenseError, Step,
 };
@@ -734,23 +733,9 @@ impl Core {
                 v.len()
             }
         };
-        let residual = match c.residual {
-            rtgt_scsi::Residual::None => rtgt_pdu::Residual::None,
-            rtgt_scsi::Residual::Underflow(n) => rtgt_pdu::Residual::Underflow(n),
-            rtgt_scsi::Residual::Overflow(n) => rtgt_pdu::Residual::Overflow(n),
-        };
-        let sense = c
-            .sense
-            .as_ref()
-            .map_or(&[][..], rtgt_scsi::SenseData::as_bytes);
         ctx.session.complete_task(
             id,
-            Completion {
-                status: ScsiStatus(c.status.get()),
-                sense,
-                data_in_len: u32::try_from(data_in_len).unwrap_or(u32::MAX),
-                residual,
-            },
+            crate::reactor::shared::session_completion(c, data_in_len),
         );
         if !c.abort_nexuses.is_empty() {
             // PERSISTENT RESERVE OUT PREEMPT AND ABORT: the preempted nexuses lose their tasks.

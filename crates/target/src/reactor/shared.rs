@@ -213,13 +213,15 @@ impl Shared {
             .iser_inboxes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !matches!(
+            f(),
+            Message::ResetAbort { .. } | Message::AbortNexuses { .. }
+        ) {
+            return;
+        }
         for (id, tx) in inboxes.iter() {
-            if Some(*id) == me {
-                continue;
-            }
-            let m = f();
-            if matches!(m, Message::ResetAbort { .. } | Message::AbortNexuses { .. }) {
-                let _ = tx.send(m);
+            if Some(*id) != me {
+                let _ = tx.send(f());
             }
         }
     }
@@ -253,5 +255,27 @@ impl Shared {
                     .map(|(i, _)| i)
             })
             .unwrap_or(0)
+    }
+}
+
+/// The session layer's view of a logical unit's completion (SAM-5 status, sense data and
+/// residual; RFC 7143 §11.4), with `data_in_len` bytes of Data-In placed in the task buffer.
+pub(crate) fn session_completion(
+    c: &rtgt_scsi::Completion,
+    data_in_len: usize,
+) -> rtgt_session::target::Completion<'_> {
+    let residual = match c.residual {
+        rtgt_scsi::Residual::None => rtgt_pdu::Residual::None,
+        rtgt_scsi::Residual::Underflow(n) => rtgt_pdu::Residual::Underflow(n),
+        rtgt_scsi::Residual::Overflow(n) => rtgt_pdu::Residual::Overflow(n),
+    };
+    rtgt_session::target::Completion {
+        status: rtgt_pdu::ScsiStatus(c.status.get()),
+        sense: c
+            .sense
+            .as_ref()
+            .map_or(&[][..], rtgt_scsi::SenseData::as_bytes),
+        data_in_len: u32::try_from(data_in_len).unwrap_or(u32::MAX),
+        residual,
     }
 }
