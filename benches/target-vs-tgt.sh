@@ -11,8 +11,10 @@
 # BENCH_RUNTIME seconds per case (default 10), RTGTD_ARGS (extra rtgtd flags, e.g.
 # "--io-engine epoll"), BENCH_CLIENT_CPUS (a taskset CPU list the clients run on, the same for
 # both targets; default: wherever the scheduler puts them — on a 2-vCPU VM single-session IOPS
-# follow that placement), CARGO_TARGET_DIR (default target). Needs root (tgtd), tgt,
-# libiscsi-bin.
+# follow that placement), BENCH_CLIENT_POLL (rtgt-initiator's --poll, the same for both
+# targets; default 100us: the client busy-polls its sockets that long before sleeping, which
+# saves the cross-CPU wake-ups that otherwise bound a single session on a small VM; "0" turns
+# it off), CARGO_TARGET_DIR (default target). Needs root (tgtd), tgt, libiscsi-bin.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +22,7 @@ file="${BENCH_FILE:-/dev/shm/rtgt-vs-tgt.img}"
 size="${BENCH_SIZE:-1G}"
 runtime="${BENCH_RUNTIME:-10}"
 target_dir="${CARGO_TARGET_DIR:-$here/target}"
+client_poll="${BENCH_CLIENT_POLL:-100us}"
 client_pin=()
 if [ -n "${BENCH_CLIENT_CPUS:-}" ]; then
     client_pin=(taskset -c "$BENCH_CLIENT_CPUS")
@@ -96,12 +99,12 @@ measure() { # label pid url
     local label="$1" pid="$2" url="$3"
     res["$label,read,iscsi-perf"]="$(run_case "$pid" iscsi-perf -m 32 -b 8 -t "$runtime" -r "$url")"
     if [ -n "$initiator" ]; then
-        local b=(--bs 4k --qd 32 --time "${runtime}s")
+        local b=(--bs 4k --qd 32 --time "${runtime}s" --poll "$client_poll")
         res["$label,read,rtgt-initiator"]="$(run_case "$pid" "$initiator" bench "$url" randread "${b[@]}")"
         res["$label,write,rtgt-initiator"]="$(run_case "$pid" "$initiator" bench "$url" randwrite "${b[@]}")"
         # The same total queue depth over two sessions (how a multipathed or multi-session
         # initiator loads a target): lets a multi-reactor target use both cores.
-        local m=(--bs 4k --qd 16 --sessions 2 --time "${runtime}s")
+        local m=(--bs 4k --qd 16 --sessions 2 --time "${runtime}s" --poll "$client_poll")
         res["$label,read,rtgt-initiator 2x16"]="$(run_case "$pid" "$initiator" bench "$url" randread "${m[@]}")"
         res["$label,write,rtgt-initiator 2x16"]="$(run_case "$pid" "$initiator" bench "$url" randwrite "${m[@]}")"
     fi
@@ -135,7 +138,7 @@ pids=()
 
 # --- table -------------------------------------------------------------------------------
 echo
-echo "4 KiB QD32, ${runtime} s per case, backing file $file ($size); $(nproc) CPUs, $(uname -r)"
+echo "4 KiB QD32, ${runtime} s per case, backing file $file ($size); $(nproc) CPUs, $(uname -r); rtgt-initiator --poll $client_poll${BENCH_CLIENT_CPUS:+, clients on CPUs $BENCH_CLIENT_CPUS}"
 echo
 echo "| workload | client | rtgtd IOPS | tgt IOPS | IOPS ratio | rtgtd CPU µs/IO | tgt CPU µs/IO | CPU ratio |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"

@@ -186,6 +186,7 @@ fn start_engine(
         reactors: Some(1),
         pin: false,
         pool_buffers: Some(16),
+        poll_us: None,
     };
     let engine = Engine::start_with_iser(config, &options, &IserBackend::Soft(fabric.clone()))
         .map_err(|e| e.to_string())?;

@@ -38,6 +38,9 @@ fn bad_arguments_are_reported() {
     let o = run(&["bench", "iscsi://127.0.0.1:1/iqn.x/0", "--bs", "2M"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("outside 512..1M"), "{}", stderr(&o));
+    let o = run(&["bench", "iscsi://127.0.0.1:1/iqn.x/0", "--poll", "1s"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("more than 10ms"), "{}", stderr(&o));
     let o = run(&["login", "iscsi://127.0.0.1:1/iqn.x/0", "--chap-user", "u"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

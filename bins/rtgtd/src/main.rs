@@ -45,6 +45,10 @@ struct Cli {
     /// Do not pin reactor threads to CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Microseconds a busy reactor polls for more work before sleeping; 0 sleeps at once
+    /// (default: [performance] poll_us, 50).
+    #[arg(long, value_name = "US", value_parser = clap::value_parser!(u32).range(0..=i64::from(rtgt_affinity::MAX_POLL_US)))]
+    poll_us: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +238,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         reactors: cli.reactors,
         pin: !cli.no_pin,
         pool_buffers: None,
+        poll_us: cli.poll_us,
     };
     // Catch SIGINT/SIGTERM before the portals listen.
     let signals = ShutdownSignals::install().map_err(|e| e.to_string())?;

@@ -120,6 +120,28 @@ fn sigterm_with_a_connection_mid_login_exits_zero() {
 }
 
 #[test]
+fn poll_window_is_bounded_and_zero_turns_it_off() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rtgtd"))
+        .args(["--poll-us", "20000", "--check-config", "/dev/null"])
+        .output()
+        .expect("run rtgtd");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--poll-us") && err.contains("0..=10000"),
+        "{err}"
+    );
+    // Polling off still serves (and stops) normally.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = start(&["--listen", &listen, "--lun", "null:1MiB", "--poll-us", "0"]);
+    wait_listening(port, &mut child);
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(25)).expect("rtgtd must stop");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
 fn check_config_accepts_good_files_and_names_the_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");

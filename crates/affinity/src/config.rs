@@ -22,6 +22,10 @@ pub const MAX_BUFFER_SIZE: u32 = 16 << 20;
 pub const BUFFER_ALIGN: u32 = 4096;
 /// Largest number of reactors accepted.
 pub const MAX_REACTORS: u32 = 1024;
+/// Longest polling window accepted, in microseconds (10 ms).
+pub const MAX_POLL_US: u32 = 10_000;
+/// Default polling window, in microseconds.
+pub const DEFAULT_POLL_US: u32 = 50;
 
 /// Whether buffer pools use huge pages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +102,10 @@ pub struct PerformanceConfig {
     pub huge_pages: HugePages,
     /// Whether NIC interrupts share cores with reactors.
     pub irq_policy: IrqPolicy,
+    /// How long, in microseconds, a reactor that has just done work keeps polling for more
+    /// before it sleeps in the kernel (0: sleep at once). Polling yields the CPU to any other
+    /// runnable thread, and an idle reactor does not poll.
+    pub poll_us: u32,
 }
 
 impl Default for PerformanceConfig {
@@ -110,6 +118,7 @@ impl Default for PerformanceConfig {
             buffer_count: 512,
             huge_pages: HugePages::Auto,
             irq_policy: IrqPolicy::Separate,
+            poll_us: DEFAULT_POLL_US,
         }
     }
 }
@@ -151,6 +160,15 @@ impl PerformanceConfig {
                 "performance.buffer_size",
                 format!(
                     "{size} must be a multiple of {BUFFER_ALIGN} bytes between {BUFFER_ALIGN} and {MAX_BUFFER_SIZE}"
+                ),
+            ));
+        }
+        if self.poll_us > MAX_POLL_US {
+            return Err(ConfigError::new(
+                "performance.poll_us",
+                format!(
+                    "{} is more than {MAX_POLL_US} microseconds (a reactor polls only briefly before it sleeps; 0 turns polling off)",
+                    self.poll_us
                 ),
             ));
         }
@@ -241,7 +259,7 @@ mod tests {
     fn full_section_parses() {
         let perf = parse(
             "[performance]\nreactors = 6\ncpus = \"0-3,8\"\nnuma_node = 1\nbuffer_size = 65536\n\
-             buffer_count = 2048\nhuge_pages = \"off\"\nirq_policy = \"shared\"\n",
+             buffer_count = 2048\nhuge_pages = \"off\"\nirq_policy = \"shared\"\npoll_us = 0\n",
         )
         .unwrap();
         assert_eq!(perf.reactors, Some(6));
@@ -250,6 +268,7 @@ mod tests {
         assert_eq!(perf.buffer_count, 2048);
         assert_eq!(perf.huge_pages, HugePages::Off);
         assert_eq!(perf.irq_policy, IrqPolicy::Shared);
+        assert_eq!(perf.poll_us, 0);
         let pool = perf.pool_config(Some(1));
         assert_eq!(pool.buffer_size, 65536);
         assert_eq!(pool.node, Some(1));
@@ -276,7 +295,7 @@ mod tests {
 
     #[test]
     fn range_errors_name_the_key() {
-        let cases: [(PerformanceConfig, &str); 7] = [
+        let cases: [(PerformanceConfig, &str); 8] = [
             (
                 PerformanceConfig {
                     reactors: Some(0),
@@ -325,6 +344,13 @@ mod tests {
                     ..Default::default()
                 },
                 "performance.buffer_count",
+            ),
+            (
+                PerformanceConfig {
+                    poll_us: 20_000,
+                    ..Default::default()
+                },
+                "performance.poll_us",
             ),
         ];
         for (cfg, key) in cases {

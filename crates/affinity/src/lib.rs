@@ -31,8 +31,8 @@ pub use commands::{
     TopologyOptions, TopologyReport, doctor_command, irq_command, topology_command,
 };
 pub use config::{
-    BUFFER_ALIGN, HugePages, IrqPolicy, MAX_BUFFER_COUNT, MAX_BUFFER_SIZE, MAX_REACTORS,
-    PerformanceConfig,
+    BUFFER_ALIGN, DEFAULT_POLL_US, HugePages, IrqPolicy, MAX_BUFFER_COUNT, MAX_BUFFER_SIZE,
+    MAX_POLL_US, MAX_REACTORS, PerformanceConfig,
 };
 pub use cpuset::{CpuListError, CpuSet, MAX_CPU};
 pub use doctor::{

@@ -66,6 +66,8 @@ pub struct BenchConfig {
     pub seed: u64,
     /// Completion coalescing.
     pub coalesce: Coalesce,
+    /// Busy-poll window before sleeping ([`EngineConfig::poll`]).
+    pub poll: Duration,
 }
 
 impl BenchConfig {
@@ -88,6 +90,7 @@ impl BenchConfig {
             reconnect: None,
             seed: 0x5eed,
             coalesce: Coalesce::Auto,
+            poll: Duration::ZERO,
         }
     }
 }
@@ -239,6 +242,7 @@ pub fn run(cfg: &BenchConfig, progress: Option<&Arc<Progress>>) -> Result<BenchR
                     ecfg.reconnect = cfg.reconnect;
                     ecfg.progress = progress;
                     ecfg.coalesce = cfg.coalesce;
+                    ecfg.poll = cfg.poll;
                     let engine = Engine::connect(&cfg.url, &cfg.opts, ecfg);
                     barrier.wait();
                     let mut engine = engine?;

@@ -33,6 +33,16 @@ fn management_commands() {
     c.logout().unwrap();
 }
 
+/// Runs `cfg` for `ios` IOs and checks every one completed without error.
+fn bench_completes(mut cfg: BenchConfig, ios: u64) {
+    cfg.time = None;
+    cfg.count = Some(ios);
+    let r = bench::run(&cfg, None).unwrap();
+    let what = format!("{:?} x{} poll {:?}", cfg.pattern, cfg.sessions, cfg.poll);
+    assert_eq!(r.report.ios, ios, "{what}");
+    assert_eq!(r.report.errors, 0, "{what}: {:?}", r.report.first_error);
+}
+
 #[test]
 fn bench_reads_and_writes() {
     let Some(t) = Rtgtd::start(false) else { return };
@@ -41,16 +51,18 @@ fn bench_reads_and_writes() {
         Pattern::RandWrite,
         Pattern::RandRw { read_pct: 70 },
     ] {
+        bench_completes(BenchConfig::new(t.url(), options(), pattern), 2000);
+    }
+}
+
+#[test]
+fn bench_with_busy_polling_completes_every_io() {
+    let Some(t) = Rtgtd::start(false) else { return };
+    for (pattern, sessions) in [(Pattern::RandRead, 1), (Pattern::RandWrite, 2)] {
         let mut cfg = BenchConfig::new(t.url(), options(), pattern);
-        cfg.time = None;
-        cfg.count = Some(2000);
-        let r = bench::run(&cfg, None).unwrap();
-        assert_eq!(r.report.ios, 2000, "{pattern:?}");
-        assert_eq!(
-            r.report.errors, 0,
-            "{pattern:?}: {:?}",
-            r.report.first_error
-        );
+        cfg.sessions = sessions;
+        cfg.poll = Duration::from_micros(100);
+        bench_completes(cfg, 4000);
     }
 }
 
@@ -58,14 +70,10 @@ fn bench_reads_and_writes() {
 fn bench_with_several_sessions_of_several_connections() {
     let Some(t) = Rtgtd::start(false) else { return };
     let mut cfg = BenchConfig::new(t.url(), options(), Pattern::RandRw { read_pct: 50 });
-    cfg.time = None;
-    cfg.count = Some(8000);
     cfg.sessions = 2;
     cfg.connections = 2;
     cfg.queue_depth = 32;
-    let r = bench::run(&cfg, None).unwrap();
-    assert_eq!(r.report.ios, 8000);
-    assert_eq!(r.report.errors, 0, "{:?}", r.report.first_error);
+    bench_completes(cfg, 8000);
 }
 
 #[test]

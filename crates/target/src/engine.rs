@@ -59,6 +59,8 @@ pub struct EngineOptions {
     pub pin: bool,
     /// Buffers per reactor pool (overrides `[performance] buffer_count`); 0 disables the pool.
     pub pool_buffers: Option<u32>,
+    /// Polling window in microseconds (overrides `[performance] poll_us`).
+    pub poll_us: Option<u32>,
 }
 
 /// Why the engine could not start or stop cleanly.
@@ -304,6 +306,9 @@ impl Engine {
                 node,
                 mode,
                 pool,
+                poll: std::time::Duration::from_micros(u64::from(
+                    options.poll_us.unwrap_or(perf.poll_us),
+                )),
             };
             reactors.push(
                 crate::reactor::spawn(spec, shared.clone(), rx, end, done_tx.clone())

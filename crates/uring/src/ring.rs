@@ -56,6 +56,11 @@ fn try_build(entries: u32, opts: &RingOptions, flags: AppliedFlags) -> std::io::
     if flags.coop_taskrun {
         builder.setup_coop_taskrun();
     }
+    if flags.defer_taskrun || flags.coop_taskrun {
+        // Lets a polling caller see pending completion work without entering the kernel
+        // (IORING_SQ_TASKRUN; see `ReactorRing::work_pending`).
+        builder.setup_taskrun_flag();
+    }
     builder.setup_cqsize(entries.saturating_mul(2));
     builder.build(entries)
 }

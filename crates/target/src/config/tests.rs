@@ -682,6 +682,10 @@ fn performance_ranges_come_from_rtgt_affinity() {
         err(&format!("{BASE}\n[performance]\nbuffer_size = 1000\n")),
         "rtgtd.toml:12:15: performance.buffer_size: 1000 must be a multiple of 4096 bytes between 4096 and 16777216"
     );
+    assert_eq!(
+        err(&format!("{BASE}\n[performance]\npoll_us = 20000\n")),
+        "rtgtd.toml:12:11: performance.poll_us: 20000 is more than 10000 microseconds (a reactor polls only briefly before it sleeps; 0 turns polling off)"
+    );
 }
 
 #[test]

@@ -12,13 +12,14 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 
 use super::core::{Core, Life, MAX_BATCH};
+use super::idle::IdlePoll;
 use super::shared::Message;
 
 /// The waker's token.
 pub(crate) const WAKE: Token = Token(usize::MAX);
 
 /// Runs the reactor until it has shut down.
-pub(crate) fn run(mut core: Core, mut poll: Poll, rx: &Receiver<Message>) {
+pub(crate) fn run(mut core: Core, mut poll: Poll, rx: &Receiver<Message>, mut idle: IdlePoll) {
     let mut events = Events::with_capacity(256);
     let mut last_tick = Instant::now();
     loop {
@@ -74,12 +75,18 @@ pub(crate) fn run(mut core: Core, mut poll: Poll, rx: &Receiver<Message>) {
             break;
         }
         let timeout = core.next_timeout().min(Duration::from_millis(50));
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-            if e.kind() != ErrorKind::Interrupted {
-                tracing::error!(error = %e, "epoll failed; stopping reactor");
-                break;
+        // Poll briefly before sleeping (see `idle`).
+        let ready = idle
+            .poll(|| poll.poll(&mut events, Some(Duration::ZERO)).is_ok() && !events.is_empty());
+        if !ready {
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "epoll failed; stopping reactor");
+                    break;
+                }
             }
         }
+        idle.found_work(events.iter().any(|ev| ev.token() != WAKE));
         core.now = Instant::now();
         for ev in &events {
             let t = ev.token();

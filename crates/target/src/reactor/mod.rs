@@ -6,6 +6,7 @@ pub(crate) mod buffers;
 pub(crate) mod core;
 pub(crate) mod epoll;
 pub(crate) mod exec;
+pub(crate) mod idle;
 pub(crate) mod login;
 pub(crate) mod recv;
 pub(crate) mod send;
@@ -31,6 +32,8 @@ pub(crate) struct ReactorSpec {
     pub node: Option<u32>,
     pub mode: IoMode,
     pub pool: Option<rtgt_affinity::PoolConfig>,
+    /// How long to poll for work before sleeping ([`idle::IdlePoll`]).
+    pub poll: std::time::Duration,
 }
 
 /// The receiving end a reactor waits on.
@@ -83,14 +86,14 @@ pub(crate) fn spawn(
                 match uring::build_ring(entries, pool.as_ref()) {
                     Ok(ring) => {
                         let core = Core::new(spec.id, shared, IoMode::Uring, cache, pool_size);
-                        uring::run(core, ring, &sock, &rx);
+                        uring::run(core, ring, &sock, &rx, idle::IdlePoll::new(spec.poll));
                     }
                     Err(e) => tracing::error!(reactor = spec.id, error = %e, "cannot build io_uring"),
                 }
             }
             (IoMode::Epoll, WakeEnd::Poll(poll)) => {
                 let core = Core::new(spec.id, shared, IoMode::Epoll, cache, pool_size);
-                epoll::run(core, poll, &rx);
+                epoll::run(core, poll, &rx, idle::IdlePoll::new(spec.poll));
             }
             _ => tracing::error!(reactor = spec.id, "reactor wake-up does not match its I/O engine"),
         }

@@ -21,6 +21,7 @@ use rtgt_uring::net::{Done, ReactorRing, Refused, Returned};
 
 use super::buffers::TaskBuf;
 use super::core::{Core, Life, Owner, RingOpKind};
+use super::idle::IdlePoll;
 use super::send::SendBatch;
 use super::shared::Message;
 
@@ -174,7 +175,13 @@ fn arm_recv(core: &mut Core, ring: &mut Ring, t: usize) -> bool {
 }
 
 /// Runs the reactor until it has shut down.
-pub(crate) fn run(mut core: Core, mut ring: Ring, wake: &UnixStream, rx: &Receiver<Message>) {
+pub(crate) fn run(
+    mut core: Core,
+    mut ring: Ring,
+    wake: &UnixStream,
+    rx: &Receiver<Message>,
+    mut idle: IdlePoll,
+) {
     let _ = wake.set_nonblocking(true);
     let mut uconns: Vec<Option<UConn>> = Vec::new();
     let mut done: Vec<Done<TaskBuf, SendBatch>> = Vec::with_capacity(1024);
@@ -302,7 +309,16 @@ pub(crate) fn run(mut core: Core, mut ring: Ring, wake: &UnixStream, rx: &Receiv
         if core.finished() && pending_close.is_empty() && uconns.iter().all(Option::is_none) {
             break;
         }
-        match ring.submit_and_wait(1) {
+        // Poll briefly before sleeping (see `idle`): what is queued goes out first, then the
+        // ring is watched for completions or deferred completion work without a system call.
+        let mut want = 1;
+        if idle.armed() {
+            let _ = ring.submit();
+            if idle.poll(|| ring.work_pending()) {
+                want = 0;
+            }
+        }
+        match ring.submit_and_wait(want) {
             Ok(_) => {}
             Err(e)
                 if e.kind() == ErrorKind::Interrupted || e.raw_os_error() == Some(libc::EBUSY) => {}
@@ -312,6 +328,10 @@ pub(crate) fn run(mut core: Core, mut ring: Ring, wake: &UnixStream, rx: &Receiv
             }
         }
         ring.reap(&mut done);
+        idle.found_work(
+            done.iter()
+                .any(|d| !matches!(split(d.tag).0, KIND_WAKE | KIND_TIMEOUT)),
+        );
         core.now = Instant::now();
         for d in done.drain(..) {
             let (kind, a, b) = split(d.tag);

@@ -593,5 +593,6 @@ pub fn options(engine: rtgt_target::IoEngine, reactors: usize) -> rtgt_target::E
         reactors: Some(reactors),
         pin: false,
         pool_buffers: Some(32),
+        poll_us: None,
     }
 }

@@ -81,6 +81,7 @@ impl Rig {
             reactors: Some(1),
             pin: false,
             pool_buffers: Some(16),
+            poll_us: None,
         };
         let engine = Engine::start_with_iser(&config, &options, &IserBackend::Soft(fabric.clone()))
             .expect("engine start");
