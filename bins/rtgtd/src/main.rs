@@ -45,8 +45,8 @@ struct Cli {
     /// Do not pin reactor threads to CPUs.
     #[arg(long)]
     no_pin: bool,
-    /// Microseconds a busy reactor polls for more work before sleeping; 0 sleeps at once
-    /// (default: [performance] poll_us, 50).
+    /// Microseconds a busy reactor may poll for more work before sleeping; 0 sleeps at once
+    /// (default: [performance] poll_us, 0).
     #[arg(long, value_name = "US", value_parser = clap::value_parser!(u32).range(0..=i64::from(rtgt_affinity::MAX_POLL_US)))]
     poll_us: Option<u32>,
 }

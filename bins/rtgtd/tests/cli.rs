@@ -120,7 +120,7 @@ fn sigterm_with_a_connection_mid_login_exits_zero() {
 }
 
 #[test]
-fn poll_window_is_bounded_and_zero_turns_it_off() {
+fn poll_window_is_bounded_and_a_polling_target_serves() {
     let out = Command::new(env!("CARGO_BIN_EXE_rtgtd"))
         .args(["--poll-us", "20000", "--check-config", "/dev/null"])
         .output()
@@ -131,10 +131,10 @@ fn poll_window_is_bounded_and_zero_turns_it_off() {
         err.contains("--poll-us") && err.contains("0..=10000"),
         "{err}"
     );
-    // Polling off still serves (and stops) normally.
+    // Polling on (it is off by default) serves and stops normally.
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = start(&["--listen", &listen, "--lun", "null:1MiB", "--poll-us", "0"]);
+    let mut child = start(&["--listen", &listen, "--lun", "null:1MiB", "--poll-us", "50"]);
     wait_listening(port, &mut child);
     sigterm(&child);
     let status = wait_exit(&mut child, Duration::from_secs(25)).expect("rtgtd must stop");

@@ -25,7 +25,7 @@ pub const MAX_REACTORS: u32 = 1024;
 /// Longest polling window accepted, in microseconds (10 ms).
 pub const MAX_POLL_US: u32 = 10_000;
 /// Default polling window, in microseconds.
-pub const DEFAULT_POLL_US: u32 = 50;
+pub const DEFAULT_POLL_US: u32 = 0;
 
 /// Whether buffer pools use huge pages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,9 +102,10 @@ pub struct PerformanceConfig {
     pub huge_pages: HugePages,
     /// Whether NIC interrupts share cores with reactors.
     pub irq_policy: IrqPolicy,
-    /// How long, in microseconds, a reactor that has just done work keeps polling for more
-    /// before it sleeps in the kernel (0: sleep at once). Polling yields the CPU to any other
-    /// runnable thread, and an idle reactor does not poll.
+    /// How long, in microseconds, a reactor that has just done work may keep polling for more
+    /// before it sleeps in the kernel (0, the default: sleep at once). Polling yields the CPU
+    /// to any other runnable thread, is paid for by the reactor's own work (at most a quarter
+    /// of its working time goes to polling), and an idle reactor does not poll.
     pub poll_us: u32,
 }
 

@@ -76,8 +76,11 @@ pub(crate) fn run(mut core: Core, mut poll: Poll, rx: &Receiver<Message>, mut id
         }
         let timeout = core.next_timeout().min(Duration::from_millis(50));
         // Poll briefly before sleeping (see `idle`).
-        let ready = idle
-            .poll(|| poll.poll(&mut events, Some(Duration::ZERO)).is_ok() && !events.is_empty());
+        let limit = idle.allowance(Instant::now());
+        let ready = !limit.is_zero()
+            && idle.spin(limit, || {
+                poll.poll(&mut events, Some(Duration::ZERO)).is_ok() && !events.is_empty()
+            });
         if !ready {
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != ErrorKind::Interrupted {
@@ -86,8 +89,8 @@ pub(crate) fn run(mut core: Core, mut poll: Poll, rx: &Receiver<Message>, mut id
                 }
             }
         }
-        idle.found_work(events.iter().any(|ev| ev.token() != WAKE));
         core.now = Instant::now();
+        idle.found_work(events.iter().any(|ev| ev.token() != WAKE), core.now);
         for ev in &events {
             let t = ev.token();
             if t == WAKE {

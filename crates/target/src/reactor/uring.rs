@@ -312,9 +312,10 @@ pub(crate) fn run(
         // Poll briefly before sleeping (see `idle`): what is queued goes out first, then the
         // ring is watched for completions or deferred completion work without a system call.
         let mut want = 1;
-        if idle.armed() {
+        let limit = idle.allowance(Instant::now());
+        if !limit.is_zero() {
             let _ = ring.submit();
-            if idle.poll(|| ring.work_pending()) {
+            if idle.spin(limit, || ring.work_pending()) {
                 want = 0;
             }
         }
@@ -328,11 +329,12 @@ pub(crate) fn run(
             }
         }
         ring.reap(&mut done);
+        core.now = Instant::now();
         idle.found_work(
             done.iter()
                 .any(|d| !matches!(split(d.tag).0, KIND_WAKE | KIND_TIMEOUT)),
+            core.now,
         );
-        core.now = Instant::now();
         for d in done.drain(..) {
             let (kind, a, b) = split(d.tag);
             let res = d.result;

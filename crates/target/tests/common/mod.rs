@@ -593,6 +593,8 @@ pub fn options(engine: rtgt_target::IoEngine, reactors: usize) -> rtgt_target::E
         reactors: Some(reactors),
         pin: false,
         pool_buffers: Some(32),
-        poll_us: None,
+        // The engine tests run with polling on (rtgtd's default is off, which the CLI and
+        // conformance runs cover).
+        poll_us: Some(50),
     }
 }
