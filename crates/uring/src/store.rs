@@ -269,6 +269,15 @@ impl Store {
         self.streams.is_some()
     }
 
+    /// Whether operations on this store go to the kernel as they are queued rather than with
+    /// the next batch ([`StoreConfig::submit`]: by default, when the backing is O_DIRECT). An
+    /// engine that submits the store's operations on its own ring follows this too.
+    pub fn submits_immediately(&self) -> bool {
+        self.config
+            .submit
+            .immediate(self.shared.backing.is_direct())
+    }
+
     /// The backing file.
     pub fn backing(&self) -> &BackingFile {
         &self.shared.backing

@@ -217,6 +217,12 @@ fn submit_policy_decides_when_pushed_operations_start() {
                 let store = open_store_with(dir.path(), &name, 1 << 20, engine, direct, |cfg| {
                     cfg.submit = submit;
                 });
+                // What the store tells an engine that submits its operations on its own ring.
+                assert_eq!(
+                    store.submits_immediately(),
+                    submit.immediate(direct),
+                    "{what}"
+                );
                 let mut q = store.queue().expect("queue");
                 let mut buf = q.alloc_buf(BS);
                 stamp(buf.as_mut_slice(), 9, 3);

@@ -129,11 +129,38 @@ pub(crate) enum Owner {
     Batch { lu: usize, id: u64 },
 }
 
+/// The backing file a ring operation works on, and whether its operations go to the kernel as
+/// they are queued (O_DIRECT by default, see `rtgt_uring::SubmitPolicy`: a virtio or other
+/// single-queue disk serves bursts more slowly) or with the loop's next batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingFile {
+    pub fd: i32,
+    pub immediate: bool,
+}
+
+impl RingFile {
+    /// A file-backed store's file.
+    pub(crate) fn of(store: &rtgt_uring::Store) -> Self {
+        Self {
+            fd: std::os::fd::AsRawFd::as_raw_fd(store.backing().file()),
+            immediate: store.submits_immediately(),
+        }
+    }
+
+    /// The file of a logical unit's backend, if it has one.
+    pub(crate) fn of_backend(backend: &crate::runtime::Backend) -> Option<Self> {
+        match backend {
+            crate::runtime::Backend::File(s) => Some(Self::of(s)),
+            _ => None,
+        }
+    }
+}
+
 /// A backend operation for the io_uring loop to submit.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingOp {
     pub owner: Owner,
-    pub fd: i32,
+    pub file: RingFile,
     pub kind: RingOpKind,
 }
 

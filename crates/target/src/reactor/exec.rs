@@ -12,7 +12,7 @@ use rtgt_scsi::{
 use rtgt_session::target::{Completion, LuAction, TaskId};
 
 use super::buffers::TaskBuf;
-use super::core::{Core, IoMode, Owner, RingOp, RingOpKind};
+use super::core::{Core, IoMode, Owner, RingFile, RingOp, RingOpKind};
 use super::sessions::SessionCtx;
 use super::shared::Message;
 use crate::parked::ParkedCommands;
@@ -275,7 +275,7 @@ impl Core {
             self.finish(sidx, id, &c);
             return;
         };
-        let fd = std::os::fd::AsRawFd::as_raw_fd(store.backing().file());
+        let file = RingFile::of(store);
         let capacity = store.backing().size_bytes();
         let align = store.backing().alignment().offset();
         let single_op = slot.plan.as_ref().is_some_and(|p| p.ops().len() == 1);
@@ -304,7 +304,7 @@ impl Core {
                                     lu: l.index,
                                     slot: cs,
                                 },
-                                fd,
+                                file,
                                 kind: RingOpKind::Read {
                                     offset: start,
                                     pos: 0,
@@ -407,7 +407,7 @@ impl Core {
                 sidx,
                 slot: id.slot(),
             },
-            fd,
+            file,
             kind,
         });
     }
@@ -482,23 +482,18 @@ impl Core {
                 self.submit_next_op(w.sidx, w.task);
                 self.drive_session(w.sidx);
             } else {
-                let fd = ctx
+                let file = ctx
                     .target
                     .as_ref()
                     .and_then(|t| t.lun(slot.lun))
-                    .and_then(|l| match &l.backend {
-                        Backend::File(s) => {
-                            Some(std::os::fd::AsRawFd::as_raw_fd(s.backing().file()))
-                        }
-                        _ => None,
-                    });
-                if let Some(fd) = fd {
+                    .and_then(|l| RingFile::of_backend(&l.backend));
+                if let Some(file) = file {
                     self.ring_ops.push(RingOp {
                         owner: Owner::Task {
                             sidx: w.sidx,
                             slot: w.slot,
                         },
-                        fd,
+                        file,
                         kind: RingOpKind::Read {
                             offset: w.offset,
                             pos: w.pos,
@@ -532,12 +527,12 @@ impl Core {
             rs.due_batches(self.now, &mut due);
             for &i in &due {
                 let Some(b) = rs.batches.get(i) else { continue };
-                let (Some(closed), Some(fd)) = (b.closed, rs.fd) else {
+                let (Some(closed), Some(file)) = (b.closed, rs.file) else {
                     continue;
                 };
                 self.ring_ops.push(RingOp {
                     owner: Owner::Batch { lu, id: b.id },
-                    fd,
+                    file,
                     kind: RingOpKind::Write {
                         offset: closed.offset,
                         pos: 0,
@@ -607,76 +602,73 @@ impl Core {
         let Some(id) = id else {
             return;
         };
-        let outcome =
-            match slot.xfer.as_mut() {
-                None => match rtgt_uring::decode_result(res, "flush") {
-                    Ok(_) => IoOutcome::Done,
-                    Err(e) => IoOutcome::Failed(e),
-                },
-                Some((xfer, op)) => match xfer.on_result(res) {
-                    Ok(rtgt_uring::completion::Next::Done) => IoOutcome::Done,
-                    Ok(rtgt_uring::completion::Next::ZeroFill { buf_pos, len }) => {
-                        if let IoOp::Read { buf, .. } = *op {
-                            let base = if slot.aux_used {
-                                slot.aux.as_mut_slice()
-                            } else {
-                                slot.buf.as_mut_slice()
-                            };
-                            if let Some(z) = base.get_mut(buf + buf_pos..buf + buf_pos + len) {
-                                z.fill(0);
-                            }
+        let outcome = match slot.xfer.as_mut() {
+            None => match rtgt_uring::decode_result(res, "flush") {
+                Ok(_) => IoOutcome::Done,
+                Err(e) => IoOutcome::Failed(e),
+            },
+            Some((xfer, op)) => match xfer.on_result(res) {
+                Ok(rtgt_uring::completion::Next::Done) => IoOutcome::Done,
+                Ok(rtgt_uring::completion::Next::ZeroFill { buf_pos, len }) => {
+                    if let IoOp::Read { buf, .. } = *op {
+                        let base = if slot.aux_used {
+                            slot.aux.as_mut_slice()
+                        } else {
+                            slot.buf.as_mut_slice()
+                        };
+                        if let Some(z) = base.get_mut(buf + buf_pos..buf + buf_pos + len) {
+                            z.fill(0);
                         }
-                        IoOutcome::Done
                     }
-                    Ok(rtgt_uring::completion::Next::Resubmit {
-                        offset,
-                        buf_pos,
-                        len,
-                    }) => {
-                        // A short transfer: submit the rest.
-                        let op = *op;
-                        let Some(fd) = ctx.target.as_ref().and_then(|t| t.lun(slot.lun)).and_then(
-                            |l| match &l.backend {
-                                Backend::File(s) => {
-                                    Some(std::os::fd::AsRawFd::as_raw_fd(s.backing().file()))
-                                }
-                                _ => None,
+                    IoOutcome::Done
+                }
+                Ok(rtgt_uring::completion::Next::Resubmit {
+                    offset,
+                    buf_pos,
+                    len,
+                }) => {
+                    // A short transfer: submit the rest.
+                    let op = *op;
+                    let Some(file) = ctx
+                        .target
+                        .as_ref()
+                        .and_then(|t| t.lun(slot.lun))
+                        .and_then(|l| RingFile::of_backend(&l.backend))
+                    else {
+                        return;
+                    };
+                    let kind = match op {
+                        IoOp::Read { buf, .. } => Some(RingOpKind::Read {
+                            offset,
+                            pos: buf + buf_pos,
+                            len,
+                            aux: slot.aux_used,
+                        }),
+                        IoOp::Write { buf, fua, .. } => Some(RingOpKind::Write {
+                            offset,
+                            pos: buf + buf_pos,
+                            len,
+                            fua,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(kind) = kind {
+                        slot.io_pending = true;
+                        self.ring_ops.push(RingOp {
+                            owner: Owner::Task {
+                                sidx,
+                                slot: slot_idx,
                             },
-                        ) else {
-                            return;
-                        };
-                        let kind = match op {
-                            IoOp::Read { buf, .. } => Some(RingOpKind::Read {
-                                offset,
-                                pos: buf + buf_pos,
-                                len,
-                                aux: slot.aux_used,
-                            }),
-                            IoOp::Write { buf, fua, .. } => Some(RingOpKind::Write {
-                                offset,
-                                pos: buf + buf_pos,
-                                len,
-                                fua,
-                            }),
-                            _ => None,
-                        };
-                        if let Some(kind) = kind {
-                            slot.io_pending = true;
-                            self.ring_ops.push(RingOp {
-                                owner: Owner::Task {
-                                    sidx,
-                                    slot: slot_idx,
-                                },
-                                fd,
-                                kind,
-                            });
-                            return;
-                        }
-                        IoOutcome::Failed(rtgt_scsi::BackendError::Other("short transfer".into()))
+                            file,
+                            kind,
+                        });
+                        return;
                     }
-                    Err(e) => IoOutcome::Failed(e),
-                },
-            };
+                    IoOutcome::Failed(rtgt_scsi::BackendError::Other("short transfer".into()))
+                }
+                Err(e) => IoOutcome::Failed(e),
+            },
+        };
         if let Some((_, IoOp::Write { offset, len, .. })) = slot.xfer {
             // Before the write is acknowledged: read-ahead caches drop what it changed.
             let lu = ctx

@@ -107,7 +107,7 @@ pub(crate) fn state_for<'a>(
             b.size_bytes(),
             b.alignment().memory(),
         );
-        rs.fd = Some(std::os::fd::AsRawFd::as_raw_fd(b.file()));
+        rs.file = Some(super::core::RingFile::of(store));
         rs
     }))
 }
@@ -127,8 +127,8 @@ pub(crate) struct ReactorStreams {
     seen_foreign: u64,
     coal: WriteCoalescer,
     pub batches: Vec<WBatch>,
-    /// The store's descriptor (for batch writes).
-    pub fd: Option<i32>,
+    /// The store's file (for batch writes).
+    pub file: Option<super::core::RingFile>,
     size: u64,
     align: usize,
 }
@@ -159,7 +159,7 @@ impl ReactorStreams {
                 max_bytes: s.combine_max,
             }),
             batches: Vec::new(),
-            fd: None,
+            file: None,
             size,
             align: align.max(4096),
             lu,

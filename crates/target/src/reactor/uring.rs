@@ -86,7 +86,7 @@ pub(crate) fn build_ring(
 fn submit_backend(core: &mut Core, ring: &mut Ring) {
     while let Some(op) = core.ring_ops.pop() {
         let tag = owner_tag(op.owner);
-        let file = FileRef::Fd(op.fd);
+        let file = FileRef::Fd(op.file.fd);
         let refused = match (op.kind, core.lend_for_op(&op)) {
             (RingOpKind::Flush, _) => ring.fdatasync(file, tag).err().map(|_| (-libc::EIO, None)),
             (
@@ -118,6 +118,9 @@ fn submit_backend(core: &mut Core, ring: &mut Ring) {
         };
         if let Some((res, buf)) = refused {
             core.on_ring_done(op.owner, res, buf);
+        } else if op.file.immediate {
+            // O_DIRECT: to the device now, not in a burst with the rest of this loop's work.
+            let _ = ring.submit();
         }
     }
 }
