@@ -76,7 +76,7 @@ pub(crate) fn run(mut core: Core, mut poll: Poll, rx: &Receiver<Message>, mut id
         }
         let timeout = core.next_timeout().min(Duration::from_millis(50));
         // Poll briefly before sleeping (see `idle`).
-        let limit = idle.allowance(Instant::now());
+        let limit = idle.allowance();
         let ready = !limit.is_zero()
             && idle.spin(limit, || {
                 poll.poll(&mut events, Some(Duration::ZERO)).is_ok() && !events.is_empty()

@@ -52,8 +52,16 @@ impl IdlePoll {
     }
 
     /// How long the coming wait may poll (zero: sleep at once), crediting the work done since
-    /// the wake-up.
-    pub(crate) fn allowance(&mut self, now: Instant) -> Duration {
+    /// the wake-up. Reads the clock only when polling is possible.
+    pub(crate) fn allowance(&mut self) -> Duration {
+        if !self.armed {
+            return Duration::ZERO;
+        }
+        self.allowance_at(Instant::now())
+    }
+
+    /// [`allowance`](Self::allowance) with the time given.
+    fn allowance_at(&mut self, now: Instant) -> Duration {
         if !self.armed {
             return Duration::ZERO;
         }
@@ -100,7 +108,7 @@ mod tests {
         for (window, found) in [(Duration::ZERO, true), (US * 40, false)] {
             let mut p = IdlePoll::new(window);
             p.found_work(found, t0);
-            assert_eq!(p.allowance(t0 + US * 1000), Duration::ZERO, "{window:?}");
+            assert_eq!(p.allowance_at(t0 + US * 1000), Duration::ZERO, "{window:?}");
         }
     }
 
@@ -110,15 +118,15 @@ mod tests {
         let mut p = IdlePoll::new(US * 40);
         // 40 us of work earn 10 us: less than half a window, so this wait sleeps.
         p.found_work(true, t0);
-        assert_eq!(p.allowance(t0 + US * 40), Duration::ZERO);
+        assert_eq!(p.allowance_at(t0 + US * 40), Duration::ZERO);
         // Another 40 us bring the credit to 20 us, half the window: this wait polls.
         p.found_work(true, t0);
-        assert_eq!(p.allowance(t0 + US * 40), US * 20);
+        assert_eq!(p.allowance_at(t0 + US * 40), US * 20);
         // A long stretch of work earns no more than one window.
         p.found_work(true, t0);
-        assert_eq!(p.allowance(t0 + US * 10_000), US * 40);
+        assert_eq!(p.allowance_at(t0 + US * 10_000), US * 40);
         // One allowance per wake-up: asking again without new work gives nothing.
-        assert_eq!(p.allowance(t0 + US * 20_000), Duration::ZERO);
+        assert_eq!(p.allowance_at(t0 + US * 20_000), Duration::ZERO);
     }
 
     #[test]
@@ -126,7 +134,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = IdlePoll::new(Duration::from_secs(10));
         p.found_work(true, t0);
-        let limit = p.allowance(t0 + Duration::from_secs(40));
+        let limit = p.allowance_at(t0 + Duration::from_secs(40));
         assert_eq!(limit, Duration::from_secs(10));
         let mut checks = 0;
         let start = Instant::now();
@@ -144,7 +152,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = IdlePoll::new(Duration::from_millis(2));
         p.found_work(true, t0);
-        let limit = p.allowance(t0 + Duration::from_millis(8));
+        let limit = p.allowance_at(t0 + Duration::from_millis(8));
         assert_eq!(limit, Duration::from_millis(2));
         let start = Instant::now();
         assert!(!p.spin(limit, || false));
@@ -152,6 +160,6 @@ mod tests {
         // The credit is spent: the next wait sleeps unless new work earns more.
         assert_eq!(p.credit, Duration::ZERO);
         p.found_work(true, t0);
-        assert_eq!(p.allowance(t0), Duration::ZERO);
+        assert_eq!(p.allowance_at(t0), Duration::ZERO);
     }
 }

@@ -315,7 +315,7 @@ pub(crate) fn run(
         // Poll briefly before sleeping (see `idle`): what is queued goes out first, then the
         // ring is watched for completions or deferred completion work without a system call.
         let mut want = 1;
-        let limit = idle.allowance(Instant::now());
+        let limit = idle.allowance();
         if !limit.is_zero() {
             let _ = ring.submit();
             if idle.spin(limit, || ring.work_pending()) {
